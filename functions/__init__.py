@@ -1,0 +1,1 @@
+"""Azure-facing trigger modules, one per function group; each parses input and calls the library."""

@@ -1,0 +1,40 @@
+"""The admin ASGI application, served by uvicorn locally and by the Functions host in Azure."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from .telemetry import configured, current
+
+
+def create_app() -> FastAPI:
+    """Build the admin app; telemetry should be configured before (see `__main__`)."""
+    app = FastAPI(
+        title="Integration monitoring admin API",
+        version="0.1.0",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+
+    @app.get("/api/health", tags=["operations"])
+    def health() -> dict[str, object]:
+        """Liveness: the process answers, and what telemetry has dropped so far."""
+        config = configured()
+        return {
+            "status": "ok",
+            "telemetry": config.mode if config else "unconfigured",
+            "dropped": current().stats(),
+        }
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """The seed's metrics in Prometheus text format, for a scrape."""
+        from .telemetry._prometheus import CONTENT_TYPE
+
+        config = configured()
+        body = config.prometheus.exposition() if config else b""
+        return Response(body, media_type=CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,20 @@
+"""The local telemetry store, mirroring the Log Analytics tables Application Insights writes."""
+
+from ._exporters import StoreLogExporter, StoreMetricExporter, properties, severity_level
+from ._retention import RetentionJob, retention_days
+from ._schema import TABLES
+from ._store import QueryResult, TelemetryStore, default_path, open_store
+
+__all__ = [
+    "TABLES",
+    "QueryResult",
+    "RetentionJob",
+    "StoreLogExporter",
+    "StoreMetricExporter",
+    "TelemetryStore",
+    "default_path",
+    "open_store",
+    "properties",
+    "retention_days",
+    "severity_level",
+]

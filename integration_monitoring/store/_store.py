@@ -1,0 +1,135 @@
+"""The local telemetry store: one DuckDB file whose tables mirror the Log Analytics workspace."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import duckdb_kql
+import pyarrow as pa
+from duckdb_kql.types import kusto_type
+
+from ._schema import KQL_TO_DUCKDB, TABLES, create_statements
+
+DEFAULT_PATH = ".data/telemetry.duckdb"
+
+_ARROW = {
+    "string": pa.string(), "datetime": pa.timestamp("us"), "int": pa.int32(),
+    "long": pa.int64(), "real": pa.float64(), "dynamic": pa.string(), "bool": pa.bool_(),
+}
+
+
+def default_path() -> str:
+    """`TELEMETRY_DB`, else `.data/telemetry.duckdb`."""
+    return os.environ.get("TELEMETRY_DB") or DEFAULT_PATH
+
+
+@dataclass
+class QueryResult:
+    """A KQL answer: column names and Kusto types, and rows of Python values."""
+
+    columns: list[tuple[str, str]]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        names = [name for name, _ in self.columns]
+        return [dict(zip(names, row, strict=True)) for row in self.rows]
+
+
+class TelemetryStore:
+    """A DuckDB file with `AppTraces` and `AppMetrics`; safe to share between threads.
+
+    DuckDB lets one process write a file at a time, so a process opens each file once
+    (`open_store`) and every thread works on its own cursor.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = str(path or default_path())
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb_kql.connect(self.path)
+        self._lock = threading.Lock()
+        for statement in create_statements():
+            self._con.execute(statement)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            cur = self._con.cursor()
+        cur.execute("SET TimeZone='UTC'")
+        return cur
+
+    def append(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert rows (dicts keyed by column name; missing columns are NULL)."""
+        if not rows:
+            return 0
+        columns = TABLES[table]
+        batch = pa.table({
+            name: pa.array([row.get(name) for row in rows], type=_ARROW[kind])
+            for name, kind in columns
+        })
+        cur = self.cursor()
+        try:
+            cur.register("_batch", batch)
+            casts = ", ".join(
+                f'CAST("{name}" AS {KQL_TO_DUCKDB[kind]}) AS "{name}"' for name, kind in columns
+            )
+            cur.execute(f'INSERT INTO "{table}" SELECT {casts} FROM _batch')
+        finally:
+            cur.close()
+        return len(rows)
+
+    def kql(self, query: str) -> QueryResult:
+        """Run KQL with duckdb-kql; the same text Log Analytics would run."""
+        cur = self.cursor()
+        try:
+            relation = duckdb_kql.query(cur, query)
+            names = relation.columns
+            kinds = [kusto_type(t) for t in relation.types]
+            rows = relation.fetchall()
+        finally:
+            cur.close()
+        return QueryResult(list(zip(names, kinds, strict=True)), rows)
+
+    def sql(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self.cursor()
+        try:
+            return cur.execute(statement, parameters).fetchall()
+        finally:
+            cur.close()
+
+    def delete_older_than(self, days: float) -> dict[str, int]:
+        """Retention: delete rows whose TimeGenerated is more than `days` old."""
+        deleted = {}
+        for table in TABLES:
+            rows = self.sql(
+                f'DELETE FROM "{table}" WHERE "TimeGenerated" < '
+                "(now() AT TIME ZONE 'UTC') - to_microseconds(CAST(? * 86400000000 AS BIGINT)) "
+                "RETURNING 1",
+                [days],
+            )
+            deleted[table] = len(rows)
+        return deleted
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+        _open.pop(self.path, None)
+
+
+_open: dict[str, TelemetryStore] = {}
+_open_lock = threading.Lock()
+
+
+def open_store(path: str | os.PathLike[str] | None = None) -> TelemetryStore:
+    """The process's one store for `path` (default `TELEMETRY_DB`)."""
+    key = str(path or default_path())
+    with _open_lock:
+        store = _open.get(key)
+        if store is None:
+            store = _open[key] = TelemetryStore(key)
+        return store

@@ -1,0 +1,215 @@
+"""The event pipeline: one call becomes a seed-format JSON line and an OpenTelemetry log record."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from opentelemetry import _logs, metrics, trace
+from opentelemetry._logs import SeverityNumber
+
+from ._context import bound
+from ._metrics import Instruments
+from ._values import clean, clean_mapping, property_string
+
+LEVELS = {
+    "info": (SeverityNumber.INFO, "INFO"),
+    "warn": (SeverityNumber.WARN, "WARN"),
+    "error": (SeverityNumber.ERROR, "ERROR"),
+}
+
+#: Attribute names the Azure Monitor exporter reads as instructions (they would turn a
+#: trace into an exception or custom event); metadata keys with these names are renamed.
+_RESERVED_PREFIXES = ("exception.", "microsoft.", "_MS.", "ai.", "enduser.", "session.", "client.")
+_TOP_LEVEL_BOUND = ("tenant_id", "integration_id")
+_SNAKE = re.compile(r"_([a-z0-9])")
+
+
+def camel(key: str) -> str:
+    """`record_count` -> `recordCount`; keys already in camelCase pass through."""
+    if "_" not in key or key.startswith("_"):
+        return key
+    return _SNAKE.sub(lambda m: m.group(1).upper(), key)
+
+
+class Telemetry:
+    """Everything one process emits through: structured events, metrics and spans.
+
+    Providers are injected (tests and benchmarks build their own); by default the global
+    OpenTelemetry providers are used, so whatever `configure_telemetry` set up applies.
+    """
+
+    def __init__(
+        self,
+        *,
+        logger_provider: Any = None,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
+        stdout: bool = True,
+        stream: IO[str] | None = None,
+        cardinality_limit: int = 2000,
+    ) -> None:
+        self.logger_provider = logger_provider or _logs.get_logger_provider()
+        self.meter_provider = meter_provider or metrics.get_meter_provider()
+        self.tracer_provider = tracer_provider or trace.get_tracer_provider()
+        self.instruments = Instruments(
+            self.meter_provider.get_meter("integration_monitoring"), cardinality_limit
+        )
+        self.tracer = self.tracer_provider.get_tracer("integration_monitoring")
+        self.stdout = stdout
+        self._stream = stream
+        self._otel_loggers: dict[str, Any] = {}
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._lock = threading.Lock()
+        #: Problems counted instead of raised into the caller.
+        self.errors = {"events_dropped": 0, "stdout_failed": 0, "otel_failed": 0,
+                       "metrics_dropped": 0}
+
+    # -- events ---------------------------------------------------------------------------
+
+    def emit(
+        self,
+        level: str,
+        service: str,
+        operation: str,
+        tenant_id: str | None = None,
+        integration_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Write one event in the seed's schema; returns it, or None if it was dropped."""
+        try:
+            event, now_ns = self._build(level, service, operation, tenant_id, integration_id,
+                                        metadata)
+        except Exception:
+            self._count("events_dropped")
+            return None
+        if self.stdout:
+            self._write_line(event)
+        self._emit_otel(event, now_ns)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                self._count("events_dropped")
+        return event
+
+    def _build(self, level, service, operation, tenant_id, integration_id, metadata):
+        if level not in LEVELS:
+            level = {"warning": "warn", "critical": "error", "fatal": "error"}.get(
+                str(level).lower(), "info")
+        ctx = bound()
+        merged: dict[str, Any] = {}
+        for key, value in ctx.items():
+            if key not in _TOP_LEVEL_BOUND:
+                merged[camel(key)] = value
+        if metadata:
+            merged.update(metadata)
+        if tenant_id is None:
+            tenant_id = ctx.get("tenant_id", "")
+        if integration_id is None:
+            integration_id = ctx.get("integration_id", "")
+        now_ns = time.time_ns()
+        event = {
+            "timestamp": _iso_from_ns(now_ns),
+            "level": level,
+            "service": _text(service),
+            "operation": _text(operation),
+            "tenantId": _text(tenant_id),
+            "integrationId": _text(integration_id),
+            "metadata": clean_mapping(merged),
+        }
+        return event, now_ns
+
+    def _write_line(self, event: dict[str, Any]) -> None:
+        try:
+            line = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+            (self._stream or sys.stdout).write(line + "\n")
+        except Exception:
+            self._count("stdout_failed")
+
+    def _emit_otel(self, event: dict[str, Any], now_ns: int) -> None:
+        try:
+            service = event["service"]
+            logger = self._otel_loggers.get(service)
+            if logger is None:
+                logger = self._otel_loggers[service] = self.logger_provider.get_logger(service)
+            attributes = {}
+            for key, value in event["metadata"].items():
+                if value is None:
+                    continue
+                if key.startswith(_RESERVED_PREFIXES):
+                    key = "metadata." + key
+                attributes[key] = property_string(value)
+            attributes["service"] = service
+            attributes["operation"] = event["operation"]
+            attributes["tenantId"] = event["tenantId"]
+            attributes["integrationId"] = event["integrationId"]
+            severity, severity_text = LEVELS[event["level"]]
+            logger.emit(
+                timestamp=now_ns,
+                observed_timestamp=now_ns,
+                severity_number=severity,
+                severity_text=severity_text,
+                body=event["operation"],
+                attributes=attributes,
+            )
+        except Exception:
+            self._count("otel_failed")
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def metric(self, name: str, value: float, labels: dict[str, str]) -> None:
+        """Record one measurement of a seed metric; never raises."""
+        try:
+            self.instruments.record(name, value, labels)
+        except Exception:
+            self._count("metrics_dropped")
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.errors[what] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of what was dropped or capped, for health checks and the dashboard."""
+        return {**self.errors, "series_overflowed": dict(self.instruments.overflowed)}
+
+    def flush(self, timeout_millis: int = 10_000) -> bool:
+        """Export everything buffered now; call before a short invocation returns."""
+        ok = True
+        for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
+            force_flush = getattr(provider, "force_flush", None)
+            if force_flush is None:
+                continue
+            try:
+                ok = force_flush(timeout_millis) is not False and ok
+            except Exception:
+                ok = False
+        return ok
+
+
+def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    cleaned = clean(value)
+    return cleaned if isinstance(cleaned, str) else property_string(cleaned)
+
+
+def _iso_from_ns(now_ns: int) -> str:
+    seconds, rest = divmod(now_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1_000_000:03d}Z"

@@ -1,0 +1,52 @@
+"""Prometheus text exposition of the seed's metrics under their exact names."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics.export import MetricsData
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+SCOPE = "integration_monitoring"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class SeedPrometheusReader(PrometheusMetricReader):
+    """A Prometheus reader that keeps the seed's metric names as they are.
+
+    The exporter appends the unit to a name unless the name already ends with it, and
+    `ms` becomes `milliseconds`: `sync_latency_ms` would be served as
+    `sync_latency_ms_milliseconds`. The seed's names carry their unit already, so the
+    unit is dropped from our own scope's metrics before translation.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        super().__init__(scope_info_enabled=False, registry=self.registry)
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+                         **kwargs: Any) -> None:
+        if metrics_data is not None:
+            metrics_data = _drop_units(metrics_data)
+        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+
+    def exposition(self) -> bytes:
+        """The current values in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def _drop_units(data: MetricsData) -> MetricsData:
+    resources = []
+    for resource_metrics in data.resource_metrics:
+        scopes = []
+        for scope_metrics in resource_metrics.scope_metrics:
+            if scope_metrics.scope.name == SCOPE:
+                scope_metrics = dataclasses.replace(scope_metrics, metrics=[
+                    dataclasses.replace(metric, unit="") for metric in scope_metrics.metrics
+                ])
+            scopes.append(scope_metrics)
+        resources.append(dataclasses.replace(resource_metrics, scope_metrics=scopes))
+    return dataclasses.replace(data, resource_metrics=resources)
