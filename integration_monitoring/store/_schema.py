@@ -16,6 +16,7 @@ KQL_TO_DUCKDB = {
     "bool": "BOOLEAN",
 }
 
+_OPERATION = [("OperationName", "string"), ("OperationId", "string"), ("ParentId", "string")]
 _CLIENT = [
     ("SyntheticSource", "string"), ("SessionId", "string"), ("UserId", "string"),
     ("UserAuthenticatedId", "string"), ("UserAccountId", "string"), ("AppVersion", "string"),
@@ -23,26 +24,27 @@ _CLIENT = [
     ("ClientModel", "string"), ("ClientOS", "string"), ("ClientIP", "string"),
     ("ClientCity", "string"), ("ClientStateOrProvince", "string"),
     ("ClientCountryOrRegion", "string"), ("ClientBrowser", "string"),
+    ("ResourceGUID", "string"), ("IKey", "string"), ("SDKVersion", "string"),
+]
+#: Columns every workspace table has.
+_STANDARD = [
+    ("SourceSystem", "string"), ("Type", "string"), ("_ResourceId", "string"),
+    ("_BilledSize", "real"), ("_IsBillable", "string"), ("_SubscriptionId", "string"),
 ]
 
+#: In the tables' schema order (the reference pages now list them alphabetically).
 TABLES: dict[str, list[tuple[str, str]]] = {
     "AppTraces": [
         ("TenantId", "string"), ("TimeGenerated", "datetime"), ("Message", "string"),
         ("SeverityLevel", "int"), ("Properties", "dynamic"), ("Measurements", "dynamic"),
-        ("OperationName", "string"), ("OperationId", "string"), ("ParentId", "string"),
-        *_CLIENT,
-        ("ResourceGUID", "string"), ("IKey", "string"), ("SDKVersion", "string"),
+        *_OPERATION, *_CLIENT,
         ("ItemCount", "int"), ("ReferencedItemId", "string"), ("ReferencedType", "string"),
-        ("SourceSystem", "string"), ("Type", "string"), ("_ResourceId", "string"),
+        *_STANDARD,
     ],
     "AppMetrics": [
         ("TenantId", "string"), ("TimeGenerated", "datetime"), ("Name", "string"),
-        ("Sum", "real"), ("Min", "real"), ("Max", "real"), ("ItemCount", "int"),
-        ("Properties", "dynamic"),
-        *_CLIENT,
-        ("OperationName", "string"), ("OperationId", "string"), ("ParentId", "string"),
-        ("ResourceGUID", "string"), ("IKey", "string"), ("SDKVersion", "string"),
-        ("SourceSystem", "string"), ("Type", "string"), ("_ResourceId", "string"),
+        ("ItemCount", "int"), ("Sum", "real"), ("Min", "real"), ("Max", "real"),
+        ("Properties", "dynamic"), *_OPERATION, *_CLIENT, *_STANDARD,
     ],
 }
 

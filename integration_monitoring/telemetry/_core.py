@@ -62,7 +62,7 @@ class Telemetry:
         )
         self.tracer = self.tracer_provider.get_tracer("integration_monitoring")
         self.stdout = stdout
-        self._stream = stream
+        self.stream = stream
         self._otel_loggers: dict[str, Any] = {}
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._lock = threading.Lock()
@@ -128,7 +128,7 @@ class Telemetry:
     def _write_line(self, event: dict[str, Any]) -> None:
         try:
             line = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-            (self._stream or sys.stdout).write(line + "\n")
+            (self.stream or sys.stdout).write(line + "\n")
         except Exception:
             self._count("stdout_failed")
 
@@ -142,7 +142,7 @@ class Telemetry:
             for key, value in event["metadata"].items():
                 if value is None:
                     continue
-                if key.startswith(_RESERVED_PREFIXES):
+                if not key or key.startswith(_RESERVED_PREFIXES):
                     key = "metadata." + key
                 attributes[key] = property_string(value)
             attributes["service"] = service

@@ -22,24 +22,24 @@ class ServiceLogger:
         self.service = service
         self._telemetry = telemetry
 
-    def info(self, operation: str, *, tenant_id: str | None = None,
+    def info(self, operation: str, /, *, tenant_id: str | None = None,
              integration_id: str | None = None, **metadata: Any) -> dict[str, Any] | None:
         """Normal operations: sync started, records fetched."""
         return self.log("info", operation, tenant_id, integration_id, metadata)
 
-    def warn(self, operation: str, *, tenant_id: str | None = None,
+    def warn(self, operation: str, /, *, tenant_id: str | None = None,
              integration_id: str | None = None, **metadata: Any) -> dict[str, Any] | None:
         """Recoverable issues: rate limit warnings, retries."""
         return self.log("warn", operation, tenant_id, integration_id, metadata)
 
     warning = warn
 
-    def error(self, operation: str, *, tenant_id: str | None = None,
+    def error(self, operation: str, /, *, tenant_id: str | None = None,
               integration_id: str | None = None, **metadata: Any) -> dict[str, Any] | None:
         """Failures requiring attention: connection failures, API errors."""
         return self.log("error", operation, tenant_id, integration_id, metadata)
 
-    def log(self, level: str, operation: str, tenant_id: str | None = None,
+    def log(self, level: str, operation: str, /, tenant_id: str | None = None,
             integration_id: str | None = None,
             metadata: dict[str, Any] | None = None) -> dict[str, Any] | None:
         telemetry = self._telemetry or current()

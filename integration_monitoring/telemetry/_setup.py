@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -96,6 +97,7 @@ def configure_telemetry(
             if root.level > logging.INFO or root.level == logging.NOTSET:
                 root.setLevel(logging.INFO)
         _configured = configured
+        atexit.register(shutdown_telemetry)
         return configured.telemetry
 
 
@@ -159,8 +161,10 @@ def flush(timeout_millis: int = 10_000) -> bool:
 
 
 def shutdown_telemetry() -> None:
-    """Flush and stop exporters (at process exit)."""
-    config = _configured
+    """Flush and stop exporters and the store's threads; runs at process exit."""
+    global _configured
+    with _lock:
+        config, _configured = _configured, None
     if config is None:
         return
     config.telemetry.flush()
@@ -176,3 +180,5 @@ def shutdown_telemetry() -> None:
                 stop()
             except Exception:
                 pass
+    if config.store is not None:
+        config.store.close()  # DuckDB must not be mid-write when the interpreter ends

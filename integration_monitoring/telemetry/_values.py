@@ -95,7 +95,10 @@ def _clean(value: Any, depth: int) -> Any:
         return value.total_seconds() * 1000.0
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(value)} bytes>"
-    return scrub_text(str(value))
+    try:
+        return scrub_text(str(value))
+    except Exception:  # a hostile __str__
+        return "<unserialisable>"
 
 
 def clean_mapping(mapping: Mapping[Any, Any], depth: int = 0) -> dict[str, Any]:
@@ -108,7 +111,7 @@ def clean_mapping(mapping: Mapping[Any, Any], depth: int = 0) -> dict[str, Any]:
         name = key if type(key) is str else clean(key)
         if not isinstance(name, str):
             name = json.dumps(name)
-        out[name] = REDACTED if is_secret_key(name) else _clean(value, depth)
+        out[name] = REDACTED if is_secret_key(name) else clean(value, depth)
     return out
 
 

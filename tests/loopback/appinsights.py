@@ -1,0 +1,189 @@
+"""An Application Insights ingestion endpoint on 127.0.0.1, for tests.
+
+    with AppInsightsLoopback() as ingestion:
+        exporter = AzureMonitorLogExporter(connection_string=ingestion.connection_string,
+                                           connection_verify=ingestion.ca_path,
+                                           disable_offline_storage=True)
+        ...
+        ingestion.wait_for(lambda envelopes: len(envelopes) >= 3)
+
+It speaks HTTPS with a throwaway certificate authority (`trustme`), accepts
+`POST /v2.1/track` whose body is a JSON array of envelopes or newline-delimited JSON,
+gzip-encoded or not, records every envelope and answers like the service does:
+`{"itemsReceived": N, "itemsAccepted": N, "errors": []}`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+INSTRUMENTATION_KEY = "00000000-0000-0000-0000-000000000000"
+TRACK_PATH = "/v2.1/track"
+
+Envelope = dict[str, Any]
+
+
+class AppInsightsLoopback:
+    """An HTTPS server that records what Application Insights exporters send it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._envelopes: list[Envelope] = []
+        self._requests: list[tuple[str, dict[str, str]]] = []
+        self._failures: list[int] = []
+        self._dir: str | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.ca_path = ""
+        self.url = ""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> AppInsightsLoopback:
+        ca = trustme.CA()
+        self._dir = tempfile.mkdtemp(prefix="appinsights-loopback-")
+        self.ca_path = str(Path(self._dir) / "ca.pem")
+        ca.cert_pem.write_to_path(self.ca_path)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        port = self._server.server_address[1]
+        self.url = f"https://127.0.0.1:{port}/"
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name="appinsights-loopback", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> AppInsightsLoopback:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- what tests use -------------------------------------------------------------------
+
+    @property
+    def connection_string(self) -> str:
+        return f"InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint={self.url}"
+
+    @property
+    def envelopes(self) -> list[Envelope]:
+        """A snapshot of every envelope accepted so far, in arrival order."""
+        with self._lock:
+            return list(self._envelopes)
+
+    @property
+    def requests(self) -> list[tuple[str, dict[str, str]]]:
+        """(path, headers) of every request received, failed ones included."""
+        with self._lock:
+            return list(self._requests)
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        """Answer the next `count` requests with `status` (their envelopes are not recorded)."""
+        with self._lock:
+            self._failures.extend([status] * count)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._envelopes.clear()
+            self._requests.clear()
+
+    def wait_for(self, predicate: Callable[[list[Envelope]], Any],
+                 timeout: float = 5.0) -> list[Envelope]:
+        """Poll until `predicate(envelopes)` is truthy; returns the envelopes it accepted."""
+        deadline = time.monotonic() + timeout
+        while True:
+            envelopes = self.envelopes
+            if predicate(envelopes):
+                return envelopes
+            if time.monotonic() >= deadline:
+                names = [e.get("name") for e in envelopes]
+                raise AssertionError(
+                    f"condition not met within {timeout}s; received {len(envelopes)} "
+                    f"envelopes: {names}")
+            time.sleep(0.02)
+
+    # -- called by the handler ------------------------------------------------------------
+
+    def _receive(self, path: str, headers: dict[str, str],
+                 body: bytes) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self._requests.append((path, headers))
+            status = self._failures.pop(0) if self._failures else None
+        if status is not None:
+            return status, {"itemsReceived": 0, "itemsAccepted": 0, "errors": []}
+        if path.split("?", 1)[0].replace("//", "/") != TRACK_PATH:
+            return 404, {"error": f"no such endpoint: {path}"}
+        try:
+            envelopes = parse_envelopes(body, headers.get("content-encoding", ""))
+        except ValueError as exc:
+            return 400, {"itemsReceived": 0, "itemsAccepted": 0,
+                         "errors": [{"index": 0, "statusCode": 400, "message": str(exc)}]}
+        with self._lock:
+            self._envelopes.extend(envelopes)
+        count = len(envelopes)
+        return 200, {"itemsReceived": count, "itemsAccepted": count, "errors": []}
+
+
+def parse_envelopes(body: bytes, content_encoding: str = "") -> list[Envelope]:
+    """A track request body -> envelopes: a JSON array, one object, or one object per line."""
+    if "gzip" in content_encoding.lower() or body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    text = body.decode("utf-8").strip()
+    if not text:
+        return []
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+def _handler_for(loopback: AppInsightsLoopback) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            status, answer = loopback._receive(self.path, headers, body)
+            payload = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass  # keep test output quiet
+
+    return Handler
