@@ -22,13 +22,13 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from .app import create_app
-        from .telemetry import configure_telemetry, shutdown_telemetry
+        from .telemetry import configure_telemetry, get_logger, shutdown_telemetry
 
         configure_telemetry("integration-monitoring")
-        try:
-            uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
-        finally:
-            shutdown_telemetry()
+        get_logger("integration-monitoring").info(
+            "server.started", url=f"http://{args.host}:{args.port}")
+        app = create_app(on_shutdown=shutdown_telemetry)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return 0
 
     if args.command == "retention":

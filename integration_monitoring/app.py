@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.responses import Response
 
 from .telemetry import configured, current
 
 
-def create_app() -> FastAPI:
-    """Build the admin app; telemetry should be configured before (see `__main__`)."""
+def create_app(on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    """Build the admin app; telemetry should be configured before (see `__main__`).
+
+    `on_shutdown` runs when the server stops gracefully (uvicorn re-raises SIGTERM after
+    its shutdown, so `finally` blocks and atexit hooks would not run).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            on_shutdown()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Integration monitoring admin API",
         version="0.1.0",
         openapi_url="/api/openapi.json",

@@ -84,7 +84,7 @@ class Captured:
     def metric(self, name: str, **labels: str) -> float:
         """A counter's total, a gauge's value, or a histogram's sum, over matching series."""
         total = 0.0
-        for attributes, point in self._matching(name, labels):
+        for _attributes, point in self._matching(name, labels):
             total += point.sum if isinstance(point, HistogramDataPoint) else point.value
         return total
 

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from integration_monitoring import REDACTED, get_logger
-from integration_monitoring.testing import capture_telemetry
 from integration_monitoring.telemetry._values import (
     clean,
     clean_mapping,
@@ -21,6 +20,7 @@ from integration_monitoring.telemetry._values import (
     property_string,
     scrub_text,
 )
+from integration_monitoring.testing import capture_telemetry
 
 SECRET = "s3cr3t-Value-9f8e7d6c5b4a"
 
@@ -39,7 +39,8 @@ def test_secret_keys_in_any_spelling_are_recognised():
 
 def test_secret_values_inside_text_are_hidden():
     """Bearer tokens, JWTs, key=value secrets and Slack webhook URLs are masked in free text."""
-    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    jwt = ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+           ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
     cases = {
         f"401 from API: Authorization: Bearer {SECRET}": SECRET,
         f"token was {jwt}": jwt,

@@ -1,10 +1,11 @@
-"""Context binding: a sync job binds tenant, integration and task once, every event inherits them."""
+"""Context binding: a sync job binds tenant, integration and task once; events inherit them."""
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 #: Keys of the bound context that are not metadata: they fill the event's top level
@@ -12,12 +13,12 @@ from typing import Any
 TOP_LEVEL = {"tenant_id": "tenantId", "integration_id": "integrationId"}
 LABELS = ("tenant_id", "integration_id", "adapter_type", "entity")
 
-_bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "integration_monitoring_bound", default={}
+_bound: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "integration_monitoring_bound", default=MappingProxyType({})
 )
 
 
-def bound() -> dict[str, Any]:
+def bound() -> Mapping[str, Any]:
     """What is bound in the current context (do not mutate)."""
     return _bound.get()
 

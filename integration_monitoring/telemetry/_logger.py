@@ -16,7 +16,7 @@ class ServiceLogger:
     camelCase (`record_count=5` -> `"recordCount": 5`).
     """
 
-    __slots__ = ("service", "_telemetry")
+    __slots__ = ("_telemetry", "service")
 
     def __init__(self, service: str, telemetry: Telemetry | None = None) -> None:
         self.service = service

@@ -81,10 +81,7 @@ class SeedLogHandler(logging.Handler):
             self.handleError(record)
 
     def _excluded(self, name: str) -> bool:
-        for prefix in self._exclude:
-            if name == prefix or name.startswith(prefix + "."):
-                return True
-        return False
+        return any(name == prefix or name.startswith(prefix + ".") for prefix in self._exclude)
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - stdlib name
         # Count instead of printing a traceback to stderr for every bad record.

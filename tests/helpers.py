@@ -1,0 +1,69 @@
+"""Small helpers for tests that run the app in a real process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def project_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for a child process: local mode, its own store."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("APPLICATIONINSIGHTS_", "TELEMETRY_", "LOG_ANALYTICS_"))}
+    env["TELEMETRY_DB"] = str(tmp_path / "telemetry.duckdb")
+    env.update(extra)
+    return env
+
+
+class Server:
+    """`python -m integration_monitoring serve` on a free port, stopped with SIGTERM."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "integration_monitoring", "serve", "--port", str(self.port)],
+            cwd=ROOT, env=project_env(tmp_path, **env), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        self.stdout = ""
+        self.stderr = ""
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.communicate()}")
+            try:
+                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise TimeoutError("server did not become ready")
+
+    def stop(self) -> int:
+        self.process.terminate()
+        self.stdout, self.stderr = self.process.communicate(timeout=30)
+        return self.process.returncode
+
+    def __enter__(self) -> Server:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.stop()

@@ -1,0 +1,127 @@
+"""The local app and the Function app serve the same ASGI application."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from integration_monitoring import adapter_request, record_queue_depth, sync_job
+from integration_monitoring.store import TelemetryStore
+from integration_monitoring.telemetry._prometheus import SeedPrometheusReader
+from integration_monitoring.testing import capture_telemetry
+
+from .helpers import ROOT, Server, project_env
+
+
+def test_serve_answers_liveness_and_metrics_and_stores_its_events(tmp_path):
+    """`serve` answers /api/health and /metrics, and its own events reach the local store."""
+    # given the local app running as `make run` starts it
+    with Server(tmp_path) as server:
+        # when liveness and a scrape are asked for
+        health = httpx.get(server.url + "/api/health").json()
+        scrape = httpx.get(server.url + "/metrics")
+        openapi = httpx.get(server.url + "/api/openapi.json")
+        code = server.stop()
+    # then both answer, and the startup event was stored when the server stopped
+    assert code in (0, -15), server.stderr  # uvicorn re-raises SIGTERM after shutdown
+    assert health["status"] == "ok" and health["telemetry"] == "local"
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"].startswith("text/plain")
+    assert openapi.json()["info"]["title"]
+    started = json.loads(server.stdout.splitlines()[0])
+    assert started["operation"] == "server.started"
+    store = TelemetryStore(tmp_path / "telemetry.duckdb")
+    rows = store.kql('AppTraces | where Message == "server.started" | project AppRoleName').rows
+    store.close()
+    assert rows == [("integration-monitoring",)]
+
+
+def test_prometheus_names_are_exactly_the_seed_names():
+    """Scraped series keep the seed's names: no unit suffix is added, `_total` is kept."""
+    # given a Telemetry exposing its metrics through the Prometheus reader
+    reader = SeedPrometheusReader()
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider(metric_readers=[reader])
+    labels = {"tenant_id": "t1", "integration_id": "sf-1", "adapter_type": "salesforce",
+              "entity": "contact"}
+    with capture_telemetry() as captured:
+        from integration_monitoring import Telemetry
+        from integration_monitoring.telemetry import use
+
+        use(Telemetry(meter_provider=provider, logger_provider=captured.telemetry.logger_provider,
+                      tracer_provider=captured.telemetry.tracer_provider, stdout=False))
+        # when every kind of measurement is taken
+        with sync_job(**labels) as job:
+            job.records(created=3, updated=1)
+            with adapter_request() as call:
+                call.status_code = 429
+        record_queue_depth("sync-jobs", 150, 2)
+        text = reader.exposition().decode()
+    provider.shutdown()
+    # then the exposition uses the seed's names with the seed's labels
+    samples = {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}
+    for name in ("sync_jobs_total", "sync_jobs_processed_total", "sync_records_created_total",
+                 "sync_records_updated_total", "sync_jobs_by_integration_total",
+                 "sync_latency_ms_bucket", "sync_latency_ms_count", "sync_latency_ms_sum",
+                 "adapter_requests_total", "adapter_request_duration_seconds_bucket",
+                 "adapter_rate_limit_hits_total", "service_bus_queue_depth",
+                 "service_bus_dlq_depth"):
+        assert name in samples, name
+    assert "_milliseconds" not in text
+    assert samples["service_bus_queue_depth"].labels == {"queue": "sync-jobs"}
+    assert samples["sync_records_created_total"].labels == labels
+    assert "# TYPE sync_latency_ms histogram" in text
+
+
+def test_function_app_wraps_the_same_app_behind_a_function_key(tmp_path):
+    """function_app.py registers one HTTP function (auth level FUNCTION) that serves the app."""
+    # given the Function app imported as the Functions host would, with a real HttpRequest
+    script = """
+import asyncio, inspect, json
+import azure.functions as func
+import function_app
+
+class Context:
+    invocation_id = "1"; function_name = "http_app_func"; function_directory = "."
+    trace_context = retry_context = thread_local_storage = None
+
+(function,) = function_app.app.get_functions()
+binding = json.loads(function.get_function_json())["bindings"][0]
+request = func.HttpRequest(method="GET", url="http://localhost/api/health", body=b"",
+                           headers={}, route_params={"route": "api/health"})
+response = function.get_user_function()(request, Context())
+if inspect.isawaitable(response):
+    response = asyncio.run(response)
+print("RESULT", json.dumps({"binding": binding, "status": response.status_code,
+                            "body": json.loads(response.get_body())}))
+"""
+    # when it handles GET /api/health
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=project_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    # then the binding is a catch-all HTTP trigger at FUNCTION level and the app answered
+    assert result["binding"]["type"] == "httpTrigger"
+    assert result["binding"]["authLevel"] == "FUNCTION"
+    assert result["binding"]["route"] == "/{*route}"
+    assert result["status"] == 200 and result["body"]["status"] == "ok"
+
+
+def test_host_json_serves_routes_without_prefix_and_uses_opentelemetry():
+    """host.json drops the /api prefix (the app owns its routes) and selects OpenTelemetry."""
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["extensions"]["http"]["routePrefix"] == ""
+    assert host["telemetryMode"] == "OpenTelemetry"
+
+
+def test_library_never_imports_the_functions_host():
+    """integration_monitoring stays free of azure.functions."""
+    offenders = [str(path.relative_to(ROOT))
+                 for path in (ROOT / "integration_monitoring").rglob("*.py")
+                 if "azure.functions" in path.read_text()]
+    assert offenders == []
