@@ -76,7 +76,7 @@ def sync_job(*, tenant_id: str, integration_id: str, adapter_type: str | None = 
                 tenant_id, integration_id, adapter_type, entity)):
         labels = current_labels({})
         t.metric("sync_jobs_total", 1, {**labels, "status": "processing"})
-        t.metric("sync_jobs_by_integration_total", 1, {**labels, "status": "processing"})
+        t.metric("sync_jobs_by_integration_total", 1, labels)
         log.info("sync.started", **metadata)
         started = time.perf_counter()
         try:

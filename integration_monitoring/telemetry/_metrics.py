@@ -48,7 +48,7 @@ METRICS: tuple[MetricSpec, ...] = (
                "Sync job duration from start to completion or failure, in milliseconds.",
                JOB_LABELS),
     MetricSpec("sync_jobs_by_integration_total", "counter", "{job}",
-               "Sync jobs started, by integration and adapter type.", JOB_LABELS),
+               "Sync jobs started, by integration and adapter type.", RECORD_LABELS),
     MetricSpec("adapter_requests_total", "counter", "{request}",
                "Adapter API requests, by adapter and status (success, rate_limited, "
                "client_error, server_error, connection_failed).", ADAPTER_LABELS),
