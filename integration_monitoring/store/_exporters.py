@@ -48,6 +48,9 @@ IGNORED_ATTRIBUTES = frozenset({
     "microsoft.custom_event.name", "microsoft.custom_measurements",
     "microsoft.availability.id", "microsoft.availability.name",
     "microsoft.availability.duration", "microsoft.availability.success",
+    "microsoft.availability.runLocation", "microsoft.availability.message",
+    "APPLICATION_INSIGHTS_EVENT_MARKER_ATTRIBUTE", "enduser.id", "enduser.pseudo.id",
+    "session.id",
 })
 DELTA_TEMPORALITY = {
     Counter: AggregationTemporality.DELTA,
@@ -80,15 +83,16 @@ def severity_level(severity_number: Any) -> int:
     return int((severity_number.value - 1) / 4 - 1)
 
 
-def role(resource: Resource | None) -> tuple[str, str]:
-    """AppRoleName and AppRoleInstance from `service.namespace`, `service.name`, instance id."""
+def role(resource: Resource | None) -> tuple[str, str, str]:
+    """AppRoleName, AppRoleInstance and AppVersion from the resource, as Azure derives them."""
     attributes = resource.attributes if resource else {}
     name = str(attributes.get("service.name") or "")
     namespace = attributes.get("service.namespace")
     if namespace and name:
         name = f"{namespace}.{name}"
-    instance = str(attributes.get("service.instance.id") or socket.gethostname())
-    return name, instance
+    instance = str(attributes.get("k8s.pod.name") or attributes.get("service.instance.id")
+                   or socket.gethostname())
+    return name, instance, str(attributes.get("service.version") or "")
 
 
 def _time(ns: int | None) -> dt.datetime:
@@ -101,7 +105,7 @@ class StoreLogExporter(LogRecordExporter):
     def __init__(self, store: TelemetryStore) -> None:
         self.store = store
         self.failed_batches = 0
-        self._roles: dict[int, tuple[str, str]] = {}
+        self._roles: dict[int, tuple[str, str, str]] = {}
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         try:
@@ -119,7 +123,7 @@ class StoreLogExporter(LogRecordExporter):
         body = record.body
         message = (body if isinstance(body, str) else json.dumps(body, default=str) if body
                    else "")[:MAX_MESSAGE].strip() or "n/a"
-        role_name, role_instance = self._role(item.resource)
+        role_name, role_instance, version = self._role(item.resource)
         return {
             "TimeGenerated": _time(record.timestamp or record.observed_timestamp),
             "Message": message,
@@ -130,13 +134,14 @@ class StoreLogExporter(LogRecordExporter):
             "ParentId": f"{record.span_id or 0:016x}",
             "AppRoleName": role_name,
             "AppRoleInstance": role_instance,
+            "AppVersion": version,
             "SDKVersion": SDK_VERSION,
             "ItemCount": 1,
             "Type": "AppTraces",
             "SourceSystem": "Azure",
         }
 
-    def _role(self, resource: Resource | None) -> tuple[str, str]:
+    def _role(self, resource: Resource | None) -> tuple[str, str, str]:
         key = id(resource)
         if key not in self._roles:
             self._roles[key] = role(resource)
@@ -162,13 +167,14 @@ class StoreMetricExporter(MetricExporter):
                **kwargs: Any) -> MetricExportResult:
         rows = []
         for resource_metrics in metrics_data.resource_metrics:
-            role_name, role_instance = role(resource_metrics.resource)
+            role_name, role_instance, version = role(resource_metrics.resource)
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
                     if not isinstance(metric.data, (Sum, Gauge, HistogramData)):
                         continue  # exponential histograms: not used, not stored by Azure
                     for point in metric.data.data_points:
-                        rows.append(_metric_row(metric.name, point, role_name, role_instance))
+                        rows.append(_metric_row(metric.name, point, role_name, role_instance,
+                                                version))
         try:
             with self._lock:
                 self.store.append("AppMetrics", rows)
@@ -184,7 +190,8 @@ class StoreMetricExporter(MetricExporter):
         pass
 
 
-def _metric_row(name: str, point: Any, role_name: str, role_instance: str) -> dict[str, Any]:
+def _metric_row(name: str, point: Any, role_name: str, role_instance: str,
+                version: str) -> dict[str, Any]:
     if isinstance(point, HistogramDataPoint):
         total, count, low, high = point.sum, int(point.count), point.min, point.max
     else:
@@ -202,6 +209,7 @@ def _metric_row(name: str, point: Any, role_name: str, role_instance: str) -> di
         "ParentId": "",
         "AppRoleName": role_name,
         "AppRoleInstance": role_instance,
+        "AppVersion": version,
         "SDKVersion": SDK_VERSION,
         "Type": "AppMetrics",
         "SourceSystem": "Azure",

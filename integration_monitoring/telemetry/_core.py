@@ -25,7 +25,8 @@ LEVELS = {
 
 #: Attribute names the Azure Monitor exporter reads as instructions (they would turn a
 #: trace into an exception or custom event); metadata keys with these names are renamed.
-_RESERVED_PREFIXES = ("exception.", "microsoft.", "_MS.", "ai.", "enduser.", "session.", "client.")
+_RESERVED_PREFIXES = ("exception.", "microsoft.", "_MS.", "ai.", "enduser.", "session.", "client.",
+                      "APPLICATION_INSIGHTS_")
 _TOP_LEVEL_BOUND = ("tenant_id", "integration_id")
 _SNAKE = re.compile(r"_([a-z0-9])")
 
