@@ -9,6 +9,6 @@ import azure.functions as func
 from integration_monitoring.app import create_app
 from integration_monitoring.telemetry import configure_telemetry
 
-configure_telemetry("integration-monitoring")
+configure_telemetry("integration-monitoring", prometheus=True)
 
 app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.FUNCTION)

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         from .app import create_app
         from .telemetry import configure_telemetry, get_logger, shutdown_telemetry
 
-        configure_telemetry("integration-monitoring")
+        configure_telemetry("integration-monitoring", prometheus=True)
         get_logger("integration-monitoring").info(
             "server.started", url=f"http://{args.host}:{args.port}")
         app = create_app(on_shutdown=shutdown_telemetry)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from .telemetry import configured, current
 
@@ -49,7 +49,11 @@ def create_app(on_shutdown: Callable[[], None] | None = None) -> FastAPI:
         from .telemetry._prometheus import CONTENT_TYPE
 
         config = configured()
-        body = config.prometheus.exposition() if config else b""
-        return Response(body, media_type=CONTENT_TYPE)
+        if config is None or config.prometheus is None:
+            return JSONResponse(status_code=404, content={"error": {
+                "code": "prometheus_off",
+                "message": "Prometheus export is off in this process: configure telemetry "
+                           "with prometheus=True or set TELEMETRY_PROMETHEUS=true."}})
+        return Response(config.prometheus.exposition(), media_type=CONTENT_TYPE)
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -31,6 +32,7 @@ _TOP_LEVEL_BOUND = ("tenant_id", "integration_id")
 _SNAKE = re.compile(r"_([a-z0-9])")
 
 
+@functools.lru_cache(maxsize=4096)
 def camel(key: str) -> str:
     """`record_count` -> `recordCount`; keys already in camelCase pass through."""
     if "_" not in key or key.startswith("_"):
@@ -189,17 +191,30 @@ class Telemetry:
         return {**self.errors, "series_overflowed": dict(self.instruments.overflowed)}
 
     def flush(self, timeout_millis: int = 10_000) -> bool:
-        """Export everything buffered now; call before a short invocation returns."""
-        ok = True
-        for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
-            force_flush = getattr(provider, "force_flush", None)
-            if force_flush is None:
-                continue
-            try:
-                ok = force_flush(timeout_millis) is not False and ok
-            except Exception:
-                ok = False
-        return ok
+        """Export everything buffered now, within the timeout; False if anything was left.
+
+        Call it before a short invocation returns. The SDK's batch processor does not honour
+        its own timeout against an endpoint that never answers, so the flushes run on a
+        helper thread and the caller waits at most `timeout_millis` in all.
+        """
+        outcome: list[bool] = []
+
+        def run() -> None:
+            ok = True
+            for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
+                force_flush = getattr(provider, "force_flush", None)
+                if force_flush is None:
+                    continue
+                try:
+                    ok = force_flush(timeout_millis) is not False and ok
+                except Exception:
+                    ok = False
+            outcome.append(ok)
+
+        worker = threading.Thread(target=run, name="telemetry-flush", daemon=True)
+        worker.start()
+        worker.join(timeout_millis / 1000.0)
+        return bool(outcome) and outcome[0]
 
 
 def _text(value: Any) -> str:
@@ -211,6 +226,11 @@ def _text(value: Any) -> str:
     return cleaned if isinstance(cleaned, str) else property_string(cleaned)
 
 
+@functools.lru_cache(maxsize=64)
+def _iso_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 def _iso_from_ns(now_ns: int) -> str:
     seconds, rest = divmod(now_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1_000_000:03d}Z"
+    return f"{_iso_second(seconds)}.{rest // 1_000_000:03d}Z"

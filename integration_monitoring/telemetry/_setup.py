@@ -56,6 +56,7 @@ def configure_telemetry(
     db_path: str | None = None,
     stdout: bool | None = None,
     capture_stdlib: bool = True,
+    prometheus: bool | None = None,
     export_interval_ms: int | None = None,
     cardinality_limit: int | None = None,
     **azure_options: Any,
@@ -64,9 +65,10 @@ def configure_telemetry(
 
     With `APPLICATIONINSIGHTS_CONNECTION_STRING` (or `connection_string`) events and metrics
     go to Application Insights through `azure-monitor-opentelemetry`; otherwise to the
-    local DuckDB store at `TELEMETRY_DB`. Either way `/metrics` can serve the same metrics
-    in Prometheus format, and stdlib `logging` records become seed events too.
-    Later calls return the first configuration.
+    local DuckDB store at `TELEMETRY_DB`. With `prometheus` (or `TELEMETRY_PROMETHEUS=true`)
+    the process also keeps its metrics for a Prometheus scrape of `/metrics`; it is off by
+    default because each extra reader adds to the cost of every measurement. Stdlib
+    `logging` records become seed events too. Later calls return the first configuration.
     """
     global _configured
     with _lock:
@@ -78,13 +80,17 @@ def configure_telemetry(
 
         attributes = {"service.name": service_name} if service_name else {}
         resource = Resource.create(attributes)
-        prometheus = SeedPrometheusReader()
+        if prometheus is None:
+            prometheus = _flag("TELEMETRY_PROMETHEUS", False)
+        reader = SeedPrometheusReader() if prometheus else None
+        # Exemplars would be sampled on every measurement inside a span; nothing reads them.
+        os.environ.setdefault("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
         connection_string = connection_string or os.environ.get(
             "APPLICATIONINSIGHTS_CONNECTION_STRING")
         if connection_string:
-            configured = _azure(connection_string, resource, prometheus, azure_options)
+            configured = _azure(connection_string, resource, reader, azure_options)
         else:
-            configured = _local(db_path, resource, prometheus, export_interval_ms)
+            configured = _local(db_path, resource, reader, export_interval_ms)
         configured.telemetry = Telemetry(
             stdout=_flag("TELEMETRY_STDOUT", True) if stdout is None else stdout,
             cardinality_limit=cardinality_limit or _int("TELEMETRY_CARDINALITY_LIMIT", 2000),
@@ -109,7 +115,7 @@ def _azure(connection_string: str, resource: Any, prometheus: Any,
         connection_string=connection_string,
         resource=resource,
         logger_name=AZURE_HANDLER_LOGGER,
-        metric_readers=[prometheus],
+        metric_readers=[prometheus] if prometheus else [],
         **options,
     )
     return Configured(mode="azure", telemetry=None, prometheus=prometheus)  # type: ignore[arg-type]
@@ -120,7 +126,7 @@ def _local(db_path: str | None, resource: Any, prometheus: Any,
     from opentelemetry import _logs, metrics, trace
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -133,14 +139,12 @@ def _local(db_path: str | None, resource: Any, prometheus: Any,
         max_export_batch_size=4096,
     ))
     interval = export_interval_ms or _int("TELEMETRY_EXPORT_INTERVAL_MS", 10_000)
-    meter_provider = MeterProvider(
-        metric_readers=[
-            PeriodicExportingMetricReader(StoreMetricExporter(store),
-                                          export_interval_millis=interval),
-            prometheus,
-        ],
-        resource=resource,
-    )
+    readers = [PeriodicExportingMetricReader(StoreMetricExporter(store),
+                                             export_interval_millis=interval)]
+    if prometheus:
+        readers.append(prometheus)
+    meter_provider = MeterProvider(metric_readers=readers, resource=resource,
+                                   exemplar_filter=AlwaysOffExemplarFilter())
     _logs.set_logger_provider(logger_provider)
     metrics.set_meter_provider(meter_provider)
     trace.set_tracer_provider(TracerProvider(resource=resource))

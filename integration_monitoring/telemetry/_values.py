@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import functools
 import json
 import math
 import re
@@ -40,8 +41,9 @@ MAX_STRING = 8192
 MAX_ITEMS = 256
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    """True when a metadata key names a secret."""
+    """True when a metadata key names a secret (cached: the same keys recur in every event)."""
     return bool(_SECRET_KEY.search(_KEY_NOISE.sub("", key.lower())))
 
 
@@ -136,6 +138,13 @@ def property_string(value: Any) -> str:
     Strings stay as they are; everything else is JSON, so `true`, `5`, `1.5` and nested
     objects read back with KQL's `tobool`, `toint`, `todouble` and `parse_json`.
     """
-    if type(value) is str:
+    kind = type(value)
+    if kind is str:
         return value
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is float:  # cleaned floats are finite, and repr is what JSON writes
+        return repr(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
