@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -155,11 +155,16 @@ class StoreLogExporter(LogRecordExporter):
 
 
 class StoreMetricExporter(MetricExporter):
-    """Metric points -> `AppMetrics` rows, one per series and export interval."""
+    """Metric points -> `AppMetrics` rows, one per series and export interval.
 
-    def __init__(self, store: TelemetryStore) -> None:
+    With `clock`, rows are stamped with its time at export instead of the collection time,
+    so a simulation that exports once per simulated interval writes history.
+    """
+
+    def __init__(self, store: TelemetryStore, clock: Callable[[], int] | None = None) -> None:
         super().__init__(preferred_temporality=DELTA_TEMPORALITY)
         self.store = store
+        self.clock = clock
         self.failed_batches = 0
         self._lock = threading.Lock()
 
@@ -174,7 +179,7 @@ class StoreMetricExporter(MetricExporter):
                         continue  # exponential histograms: not used, not stored by Azure
                     for point in metric.data.data_points:
                         rows.append(_metric_row(metric.name, point, role_name, role_instance,
-                                                version))
+                                                version, self.clock))
         try:
             with self._lock:
                 self.store.append("AppMetrics", rows)
@@ -190,15 +195,15 @@ class StoreMetricExporter(MetricExporter):
         pass
 
 
-def _metric_row(name: str, point: Any, role_name: str, role_instance: str,
-                version: str) -> dict[str, Any]:
+def _metric_row(name: str, point: Any, role_name: str, role_instance: str, version: str,
+                clock: Callable[[], int] | None) -> dict[str, Any]:
     if isinstance(point, HistogramDataPoint):
         total, count, low, high = point.sum, int(point.count), point.min, point.max
     else:
         total = low = high = point.value
         count = 1
     return {
-        "TimeGenerated": _time(point.time_unix_nano),
+        "TimeGenerated": _time(clock() if clock else point.time_unix_nano),
         "Name": name,
         "Sum": float(total),
         "Min": float(low),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,7 +77,7 @@ def sync_job(*, tenant_id: str, integration_id: str, adapter_type: str | None = 
         t.metric("sync_jobs_total", 1, {**labels, "status": "processing"})
         t.metric("sync_jobs_by_integration_total", 1, labels)
         log.info("sync.started", **metadata)
-        started = time.perf_counter()
+        started = t.monotonic()
         try:
             yield job
         except BaseException as exc:
@@ -88,8 +87,8 @@ def sync_job(*, tenant_id: str, integration_id: str, adapter_type: str | None = 
 
 
 def _finish(t: Telemetry, log: ServiceLogger, job: SyncJob, labels: dict[str, str],
-            started: float, error: BaseException | None) -> None:
-    duration_ms = round((time.perf_counter() - started) * 1000.0, 3)
+            started: int, error: BaseException | None) -> None:
+    duration_ms = round((t.monotonic() - started) / 1e6, 3)
     failed = error is not None or job.failure is not None
     status = "failed" if failed else "completed"
     series = {**labels, "status": status}
@@ -144,7 +143,7 @@ def adapter_request(adapter_type: str | None = None, operation: str = "request",
     """
     t = telemetry or current()
     call = AdapterCall()
-    started = time.perf_counter()
+    started = t.monotonic()
     error: BaseException | None = None
     try:
         yield call
@@ -153,7 +152,7 @@ def adapter_request(adapter_type: str | None = None, operation: str = "request",
         raise
     finally:
         _adapter_done(t, call, adapter_type, operation, entity, tenant_id, integration_id,
-                      service, time.perf_counter() - started, error)
+                      service, (t.monotonic() - started) / 1e9, error)
 
 
 def _adapter_done(t, call, adapter_type, operation, entity, tenant_id, integration_id, service,
@@ -236,3 +235,36 @@ def message_failed(queue: str, status: str = "failed", *, telemetry: Telemetry |
 def _span_attributes(*values: str | None) -> dict[str, str]:
     names = ("tenant_id", "integration_id", "adapter_type", "entity")
     return {name: value for name, value in zip(names, values, strict=True) if value}
+
+
+INTEGRATION_STATUSES = ("active", "paused", "error")
+CONNECTION_STATUSES = ("connected", "failing", "expired", "revoked")
+INTEGRATION_SERVICE = "integration-service"
+
+
+def integration_status_changed(*, tenant_id: str, integration_id: str, status: str,
+                               adapter_type: str | None = None, previous: str | None = None,
+                               reason: str | None = None, service: str = INTEGRATION_SERVICE,
+                               telemetry: Telemetry | None = None, **metadata: Any) -> None:
+    """An integration became `active`, `paused` or `error` (`integration.status_changed`).
+
+    The admin API reads an integration's status as the last of these events; emit one when
+    an integration is created, paused, resumed, or put into error by the platform.
+    """
+    level = "warn" if status == "error" else "info"
+    ServiceLogger(service, telemetry).log(level, "integration.status_changed", tenant_id,
+                                          integration_id, {
+        "status": status, "previousStatus": previous, "adapterType": adapter_type,
+        "reason": reason, **metadata})
+
+
+def connection_status_changed(*, tenant_id: str, integration_id: str, status: str,
+                              adapter_type: str | None = None, previous: str | None = None,
+                              reason: str | None = None, service: str = INTEGRATION_SERVICE,
+                              telemetry: Telemetry | None = None, **metadata: Any) -> None:
+    """The connection's credentials became `connected`, `failing`, `expired` or `revoked`."""
+    level = {"connected": "info", "failing": "warn"}.get(status, "error")
+    ServiceLogger(service, telemetry).log(level, "connection.status_changed", tenant_id,
+                                          integration_id, {
+        "status": status, "previousStatus": previous, "adapterType": adapter_type,
+        "reason": reason, **metadata})
