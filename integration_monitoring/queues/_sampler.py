@@ -1,0 +1,149 @@
+"""Sample queue and dead-letter depths into `service_bus_queue_depth` / `service_bus_dlq_depth`.
+
+The same code samples Azure Service Bus (through `ServiceBusAdministrationClient`) or the
+demo's local queues; only the depth source differs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..telemetry import Telemetry, current, get_logger, record_queue_depth
+from ._local import local_queues
+
+SAMPLER_SERVICE = "queue-depth-sampler"
+#: Service Bus entity names: letters, digits, `.`, `-`, `_`, `/`; start and end alphanumeric.
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,258}[A-Za-z0-9])?$")
+_NAMESPACE = re.compile(r"^[A-Za-z0-9.-]+(?::\d{1,5})?$")
+
+
+class SettingError(ValueError):
+    """An app setting is missing or malformed; the message names it."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    queue: str
+    active: int
+    dead_letter: int
+    scheduled: int = 0
+
+
+@dataclass
+class SampleResult:
+    depths: list[QueueDepth] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class DepthSource(Protocol):
+    def depth(self, queue: str) -> QueueDepth: ...
+
+
+class LocalDepths:
+    """Depths of the in-process queues the demo registered."""
+
+    def depth(self, queue: str) -> QueueDepth:
+        found = local_queues().get(queue)
+        if found is None:
+            raise LookupError(f"no local queue named {queue!r}")
+        return QueueDepth(queue, found.active_count, found.dead_letter_count,
+                          found.scheduled_count)
+
+
+class ServiceBusDepths:
+    """Depths from Service Bus queue runtime properties, with Entra ID (no keys).
+
+    Reading runtime properties through the management API needs the Manage right on the
+    queue: the Azure Service Bus Data Owner role (Receiver/Sender roles are not enough).
+    """
+
+    def __init__(self, namespace: str, credential: Any = None, *, timeout_s: float = 10.0,
+                 **client_options: Any) -> None:
+        from azure.servicebus.management import ServiceBusAdministrationClient
+
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        self.timeout_s = timeout_s
+        self._client = ServiceBusAdministrationClient(namespace, credential, **client_options)
+
+    def depth(self, queue: str) -> QueueDepth:
+        props = self._client.get_queue_runtime_properties(queue, timeout=self.timeout_s)
+        return QueueDepth(queue, props.active_message_count or 0,
+                          props.dead_letter_message_count or 0,
+                          props.scheduled_message_count or 0)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def sample_queue_depths(source: DepthSource, queues: list[str],
+                        telemetry: Telemetry | None = None) -> SampleResult:
+    """Record each queue's depths; a failing queue is logged (warn) and counted, not raised."""
+    t = telemetry or current()
+    result = SampleResult()
+    for queue in queues:
+        try:
+            depth = source.depth(queue)
+        except Exception as exc:  # not found, forbidden, timeout: the others still count
+            reason = f"{type(exc).__name__}: {exc}"
+            result.failures[queue] = reason
+            t.metric("service_bus_sample_failures_total", 1, {"queue": queue})
+            get_logger(SAMPLER_SERVICE, t).warn(
+                "queue.sample_failed", queue=queue, error=str(exc) or type(exc).__name__,
+                errorType=type(exc).__name__)
+            continue
+        record_queue_depth(queue, depth.active, depth.dead_letter, telemetry=t)
+        result.depths.append(depth)
+    return result
+
+
+def parse_queue_names(value: str | None, setting: str = "SERVICEBUS_QUEUES") -> list[str]:
+    """Queue names from a comma- or space-separated setting; rejects malformed names."""
+    names = [name for name in re.split(r"[,\s]+", value or "") if name]
+    for name in names:
+        if not _QUEUE_NAME.match(name):
+            raise SettingError(setting, f"{name!r} is not a valid queue name")
+    if len(set(names)) != len(names):
+        raise SettingError(setting, "lists a queue twice")
+    return names
+
+
+@dataclass
+class SamplerSettings:
+    """Where depths come from: Service Bus when a namespace is set, else the local queues."""
+
+    namespace: str | None
+    queues: list[str]
+
+    def source(self, **options: Any) -> DepthSource:
+        if self.namespace:
+            return ServiceBusDepths(self.namespace, **options)
+        return LocalDepths()
+
+    def queue_names(self) -> list[str]:
+        return self.queues if self.namespace or self.queues else sorted(local_queues())
+
+
+def sampler_settings(env: Mapping[str, str] | None = None) -> SamplerSettings:
+    """Read and validate `SERVICEBUS_FULLY_QUALIFIED_NAMESPACE` and `SERVICEBUS_QUEUES`."""
+    env = os.environ if env is None else env
+    namespace = (env.get("SERVICEBUS_FULLY_QUALIFIED_NAMESPACE") or "").strip() or None
+    queues = parse_queue_names(env.get("SERVICEBUS_QUEUES"))
+    if namespace:
+        if namespace.startswith(("sb://", "https://")) or not _NAMESPACE.match(namespace):
+            raise SettingError("SERVICEBUS_FULLY_QUALIFIED_NAMESPACE",
+                               f"{namespace!r} should look like <name>.servicebus.windows.net")
+        if not queues:
+            raise SettingError("SERVICEBUS_QUEUES",
+                               "name at least one queue to sample when a namespace is set")
+    return SamplerSettings(namespace, queues)

@@ -1,0 +1,59 @@
+"""Timer functions, declared once: the Function app registers them, the local host runs them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from croniter import croniter
+
+from .queues import SettingError
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    """A timer function: its name, the app setting holding its NCRONTAB, and what it runs."""
+
+    name: str
+    setting: str
+    default: str
+    run: Callable[[], Any]
+
+    @property
+    def schedule(self) -> str:
+        """The binding expression; the Functions host resolves it from the app setting."""
+        return f"%{self.setting}%"
+
+    def resolve(self, env: Mapping[str, str] | None = None) -> str:
+        """The NCRONTAB in effect (setting or default), validated."""
+        env = os.environ if env is None else env
+        expression = (env.get(self.setting) or "").strip() or self.default
+        if len(expression.split()) != 6 or not croniter.is_valid(
+                expression, second_at_beginning=True):
+            raise SettingError(self.setting, f"{expression!r} is not a six-field NCRONTAB "
+                               "expression ({second} {minute} {hour} {day} {month} {weekday})")
+        return expression
+
+
+def next_fire(expression: str, after: dt.datetime) -> dt.datetime:
+    """When an NCRONTAB expression next fires after `after` (UTC)."""
+    return croniter(expression, after, second_at_beginning=True).get_next(dt.datetime)
+
+
+def _sample_queues() -> Any:
+    from .queues.jobs import run_queue_sampler
+
+    return run_queue_sampler()
+
+
+QUEUE_SAMPLER = TimerSpec(
+    name="sample_queue_depths",
+    setting="QUEUE_SAMPLE_SCHEDULE",
+    default="0 * * * * *",  # every minute, on the minute
+    run=_sample_queues,
+)
+
+TIMERS: tuple[TimerSpec, ...] = (QUEUE_SAMPLER,)
