@@ -90,7 +90,8 @@ class Context:
     invocation_id = "1"; function_name = "http_app_func"; function_directory = "."
     trace_context = retry_context = thread_local_storage = None
 
-(function,) = function_app.app.get_functions()
+function = next(f for f in function_app.app.get_functions()
+                if f.get_function_name() == "http_app_func")
 binding = json.loads(function.get_function_json())["bindings"][0]
 request = func.HttpRequest(method="GET", url="http://localhost/api/health", body=b"",
                            headers={}, route_params={"route": "api/health"})
