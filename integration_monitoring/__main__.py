@@ -1,4 +1,4 @@
-"""Command line: `python -m integration_monitoring serve | retention`."""
+"""Command line: `python -m integration_monitoring serve | demo | retention`."""
 
 from __future__ import annotations
 
@@ -7,28 +7,100 @@ import json
 import sys
 
 
+def _bounded(kind, low, high):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+    return parse
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .localhost import DemoOptions, LocalHost
+    from .queues import SettingError, sampler_settings
+    from .store import default_path
+    from .telemetry import configure_telemetry, get_logger, shutdown_telemetry
+
+    try:
+        sampler_settings()
+        demo = None if args.no_demo else DemoOptions(args.hours, args.seed, args.tenants,
+                                                     args.integrations)
+        host = LocalHost(demo)
+    except SettingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configure_telemetry("integration-monitoring", prometheus=True)
+    url = f"http://{args.host}:{args.port}"
+    get_logger("integration-monitoring").info("server.started", url=url)
+
+    def stop() -> None:
+        host.stop()
+        shutdown_telemetry()
+
+    host.start()
+    print(f"""
+  Integration monitoring, local host
+    admin API docs   {url}/api/docs
+    health           {url}/api/health
+    metrics          {url}/metrics
+    telemetry store  {default_path()}
+    demo workload    {"off" if demo is None else f"{demo.integrations} integrations, "
+                      f"{demo.tenants} tenants, {demo.hours:g} h of history, then live"}
+  Ctrl-C stops.
+""", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(on_shutdown=stop, host_status=host.status), host=args.host,
+                port=args.port, log_level="warning")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m integration_monitoring")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the local admin app")
+    serve = commands.add_parser("serve", help="run the local host: admin app, timers, demo")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--no-demo", action="store_true", help="do not run the demo workload")
+    serve.add_argument("--hours", type=_bounded(float, 0.01, 24 * 31), default=24.0,
+                       help="demo history to backfill on first start (default 24)")
+    serve.add_argument("--seed", type=int, default=7)
+    serve.add_argument("--tenants", type=_bounded(int, 1, 10_000), default=8)
+    serve.add_argument("--integrations", type=_bounded(int, 1, 100_000), default=24)
+    demo = commands.add_parser("demo", help="generate a realistic integrations workload")
+    demo.add_argument("--hours", type=_bounded(float, 0.01, 24 * 31), default=24.0,
+                      help="hours of history to backfill up to now (default 24)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--tenants", type=_bounded(int, 1, 10_000), default=8)
+    demo.add_argument("--integrations", type=_bounded(int, 1, 100_000), default=24)
+    demo.add_argument("--live", action="store_true", help="keep running in real time")
+    demo.add_argument("--quiet", action="store_true", help="no JSON lines on stdout")
     retention = commands.add_parser("retention", help="delete local telemetry older than N days")
     retention.add_argument("--days", type=float, default=None,
                            help="default: TELEMETRY_RETENTION_DAYS or 30")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
-        import uvicorn
+        return _serve(args)
 
-        from .app import create_app
-        from .telemetry import configure_telemetry, get_logger, shutdown_telemetry
+    if args.command == "demo":
+        from .demo import run_demo
+        from .store import open_store
 
-        configure_telemetry("integration-monitoring", prometheus=True)
-        get_logger("integration-monitoring").info(
-            "server.started", url=f"http://{args.host}:{args.port}")
-        app = create_app(on_shutdown=shutdown_telemetry)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        if args.tenants > args.integrations:
+            parser.error("--tenants cannot exceed --integrations")
+        result = run_demo(hours=args.hours, seed=args.seed, tenants=args.tenants,
+                          integrations=args.integrations, live=args.live,
+                          store=open_store(), stdout=None if args.quiet else sys.stdout,
+                          progress=sys.stderr.isatty())
+        print(f"demo: {result.events} events, {result.counts.jobs_done} jobs done, "
+              f"{result.counts.jobs_failed} failed, {result.counts.dead_lettered} "
+              f"dead-lettered in {result.seconds:.1f} s", file=sys.stderr)
         return 0
 
     if args.command == "retention":

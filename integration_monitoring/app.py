@@ -11,11 +11,13 @@ from fastapi.responses import JSONResponse, Response
 from .telemetry import configured, current
 
 
-def create_app(on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+def create_app(on_shutdown: Callable[[], None] | None = None,
+               host_status: Callable[[], dict[str, object]] | None = None) -> FastAPI:
     """Build the admin app; telemetry should be configured before (see `__main__`).
 
     `on_shutdown` runs when the server stops gracefully (uvicorn re-raises SIGTERM after
-    its shutdown, so `finally` blocks and atexit hooks would not run).
+    its shutdown, so `finally` blocks and atexit hooks would not run). `host_status` adds
+    the local host's background work to /api/health.
     """
 
     @asynccontextmanager
@@ -37,11 +39,14 @@ def create_app(on_shutdown: Callable[[], None] | None = None) -> FastAPI:
     def health() -> dict[str, object]:
         """Liveness: the process answers, and what telemetry has dropped so far."""
         config = configured()
-        return {
+        health: dict[str, object] = {
             "status": "ok",
             "telemetry": config.mode if config else "unconfigured",
             "dropped": current().stats(),
         }
+        if host_status is not None:
+            health["host"] = host_status()
+        return health
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     def prometheus_metrics() -> Response:

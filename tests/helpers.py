@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,11 +33,12 @@ def project_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 class Server:
     """`python -m integration_monitoring serve` on a free port, stopped with SIGTERM."""
 
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "integration_monitoring", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "integration_monitoring", "serve", "--port", str(self.port),
+             *args],
             cwd=ROOT, env=project_env(tmp_path, **env), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )
@@ -55,8 +57,21 @@ class Server:
                 time.sleep(0.1)
         raise TimeoutError("server did not become ready")
 
-    def stop(self) -> int:
-        self.process.terminate()
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=10)
+
+    def wait_for(self, predicate, timeout: float = 60.0, interval: float = 0.2):
+        """Poll until predicate(self) is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate(self)
+            if value:
+                return value
+            time.sleep(interval)
+        raise TimeoutError("condition not met in time")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
         self.stdout, self.stderr = self.process.communicate(timeout=30)
         return self.process.returncode
 

@@ -20,7 +20,7 @@ from .helpers import ROOT, Server, project_env
 def test_serve_answers_liveness_and_metrics_and_stores_its_events(tmp_path):
     """`serve` answers /api/health and /metrics, and its own events reach the local store."""
     # given the local app running as `make run` starts it
-    with Server(tmp_path) as server:
+    with Server(tmp_path, "--no-demo") as server:
         # when liveness and a scrape are asked for
         health = httpx.get(server.url + "/api/health").json()
         scrape = httpx.get(server.url + "/metrics")

@@ -66,18 +66,22 @@ class ServiceBusDepths:
     """
 
     def __init__(self, namespace: str, credential: Any = None, *, timeout_s: float = 10.0,
-                 **client_options: Any) -> None:
+                 retries: int = 1, **client_options: Any) -> None:
         from azure.servicebus.management import ServiceBusAdministrationClient
 
         if credential is None:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
+        # Only read_timeout bounds a slow answer, and the SDK retries it 3 times by default:
+        # one run must finish well inside its one-minute schedule.
         self.timeout_s = timeout_s
-        self._client = ServiceBusAdministrationClient(namespace, credential, **client_options)
+        self._client = ServiceBusAdministrationClient(
+            namespace, credential, retry_total=retries, **client_options)
 
     def depth(self, queue: str) -> QueueDepth:
-        props = self._client.get_queue_runtime_properties(queue, timeout=self.timeout_s)
+        props = self._client.get_queue_runtime_properties(queue, read_timeout=self.timeout_s,
+                                                          connection_timeout=self.timeout_s)
         return QueueDepth(queue, props.active_message_count or 0,
                           props.dead_letter_message_count or 0,
                           props.scheduled_message_count or 0)

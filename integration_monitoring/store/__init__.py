@@ -3,10 +3,11 @@
 from ._exporters import StoreLogExporter, StoreMetricExporter, properties, severity_level
 from ._retention import RetentionJob, retention_days
 from ._schema import TABLES
-from ._store import QueryResult, TelemetryStore, default_path, open_store
+from ._store import BufferedWriter, QueryResult, TelemetryStore, default_path, open_store
 
 __all__ = [
     "TABLES",
+    "BufferedWriter",
     "QueryResult",
     "RetentionJob",
     "StoreLogExporter",

@@ -133,3 +133,33 @@ def open_store(path: str | os.PathLike[str] | None = None) -> TelemetryStore:
         if store is None:
             store = _open[key] = TelemetryStore(key)
         return store
+
+
+class BufferedWriter:
+    """Collects rows in memory and appends them to the store in large batches.
+
+    Each DuckDB append costs a few milliseconds whatever its size, so a simulation that
+    exports once a simulated minute writes through this and flushes now and then.
+    """
+
+    def __init__(self, store: TelemetryStore, max_rows: int = 200_000) -> None:
+        self.store = store
+        self.max_rows = max_rows
+        self._rows: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLES}
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def append(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        with self._lock:
+            self._rows[table].extend(rows)
+            self._count += len(rows)
+            full = self._count >= self.max_rows
+        if full:
+            self.flush()
+        return len(rows)
+
+    def flush(self) -> int:
+        with self._lock:
+            pending, self._rows = self._rows, {table: [] for table in TABLES}
+            self._count = 0
+        return sum(self.store.append(table, rows) for table, rows in pending.items())

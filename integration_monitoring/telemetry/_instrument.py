@@ -80,6 +80,8 @@ def sync_job(*, tenant_id: str, integration_id: str, adapter_type: str | None = 
         started = t.monotonic()
         try:
             yield job
+        except GeneratorExit:
+            raise  # the code running the job was closed mid-job: nothing finished
         except BaseException as exc:
             _finish(t, log, job, labels, started, error=exc)
             raise
@@ -144,15 +146,15 @@ def adapter_request(adapter_type: str | None = None, operation: str = "request",
     t = telemetry or current()
     call = AdapterCall()
     started = t.monotonic()
-    error: BaseException | None = None
+    where = (adapter_type, operation, entity, tenant_id, integration_id, service)
     try:
         yield call
+    except GeneratorExit:
+        raise  # closed mid-request: there is no outcome to record
     except BaseException as exc:
-        error = exc
+        _adapter_done(t, call, *where, (t.monotonic() - started) / 1e9, exc)
         raise
-    finally:
-        _adapter_done(t, call, adapter_type, operation, entity, tenant_id, integration_id,
-                      service, (t.monotonic() - started) / 1e9, error)
+    _adapter_done(t, call, *where, (t.monotonic() - started) / 1e9, None)
 
 
 def _adapter_done(t, call, adapter_type, operation, entity, tenant_id, integration_id, service,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -25,17 +26,22 @@ class SeedPrometheusReader(PrometheusMetricReader):
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self._scraping = threading.Lock()
         super().__init__(scope_info_enabled=False, registry=self.registry)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                          **kwargs: Any) -> None:
-        if metrics_data is not None:
-            metrics_data = _drop_units(metrics_data)
-        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+        # A provider-wide force_flush also collects this reader; those snapshots would queue
+        # up and be served as duplicate families by the next scrape. Only a scrape's own
+        # collection is kept (values are cumulative, so nothing is lost).
+        if metrics_data is None or not self._scraping.locked():
+            return
+        super()._receive_metrics(_drop_units(metrics_data), timeout_millis, **kwargs)
 
     def exposition(self) -> bytes:
         """The current values in Prometheus text format."""
-        return generate_latest(self.registry)
+        with self._scraping:
+            return generate_latest(self.registry)
 
 
 def _drop_units(data: MetricsData) -> MetricsData:

@@ -1,0 +1,190 @@
+"""A demo workload that makes a realistic integrations platform's telemetry, fast or live.
+
+    python -m integration_monitoring demo --hours 24 --seed 7 [--tenants 8]
+        [--integrations 24] [--live]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from ..store import (
+    BufferedWriter,
+    StoreLogExporter,
+    StoreMetricExporter,
+    TelemetryStore,
+    open_store,
+)
+from ..telemetry import Telemetry
+from ._sim import Simulation
+from ._workload import MINUTE, SECOND, WORKER_SERVICE, Counts, Timeline, Workload
+from ._world import World, build_world
+
+__all__ = ["DemoResult", "build_world", "run_demo"]
+
+_EPOCH = dt.datetime(1970, 1, 1)
+
+#: How often simulated telemetry is exported: once a simulated minute, as Azure does.
+EXPORT_EVERY_S = 60.0
+
+
+@dataclass
+class DemoResult:
+    started_ns: int
+    ended_ns: int
+    resumed: bool
+    counts: Counts
+    events: int
+    seconds: float
+
+
+class _Pipeline:
+    """A Telemetry on the simulated clock, exporting to the store when told to."""
+
+    def __init__(self, store: TelemetryStore, sim: Simulation, stdout: IO[str] | None) -> None:
+        resource = Resource.create({"service.name": WORKER_SERVICE})
+        self.writer = BufferedWriter(store)
+        self.logs = LoggerProvider(resource=resource)
+        self.logs.add_log_record_processor(BatchLogRecordProcessor(
+            StoreLogExporter(self.writer), schedule_delay_millis=1000, max_queue_size=1 << 20,
+            max_export_batch_size=8192))
+        reader = PeriodicExportingMetricReader(
+            StoreMetricExporter(self.writer, clock=sim.clock), export_interval_millis=math.inf)
+        self.metrics = MeterProvider(metric_readers=[reader], resource=resource,
+                                     exemplar_filter=AlwaysOffExemplarFilter())
+        self.telemetry = Telemetry(
+            logger_provider=self.logs, meter_provider=self.metrics,
+            tracer_provider=TracerProvider(resource=resource), stdout=stdout is not None,
+            stream=stdout, clock=sim.clock)
+        self.events = 0
+        self.telemetry.add_listener(self._count)
+
+    def _count(self, _: dict[str, Any]) -> None:
+        self.events += 1
+
+    def export(self, write: bool = True) -> None:
+        """Export what was emitted; with `write`, also write the buffered rows to the store."""
+        self.logs.force_flush()
+        self.metrics.force_flush()
+        if write:
+            self.writer.flush()
+
+    def close(self) -> None:
+        self.export()
+        self.metrics.shutdown()
+        self.logs.shutdown()
+
+
+def last_demo_time(store: TelemetryStore) -> int | None:
+    """When the demo last wrote, so a restart continues instead of backfilling again."""
+    rows = store.kql(f'AppTraces | where AppRoleName == "{WORKER_SERVICE}" '
+                     "| summarize latest = max(TimeGenerated)").rows
+    last = rows[0][0] if rows else None
+    if last is None:
+        return None
+    return (last.replace(tzinfo=None) - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+
+
+def run_demo(*, hours: float = 24.0, seed: int = 7, tenants: int = 8, integrations: int = 24,
+             live: bool = False, store: TelemetryStore | None = None,
+             stdout: IO[str] | None = sys.stdout, progress: bool = True,
+             sample_queues_live: bool = True, stop: threading.Event | None = None,
+             live_telemetry: Telemetry | None = None,
+             on_live: Callable[[], None] | None = None,
+             now_ns: int | None = None) -> DemoResult:
+    """Backfill `hours` of history up to now, then (with `live`) keep running in real time.
+
+    If the store already holds demo telemetry newer than the backfill window, the run
+    continues from there instead of writing the history again. Live, the workload writes
+    through `live_telemetry` when given (the host's own pipeline, which also feeds
+    `/metrics`), else through its own.
+    """
+    started = time.monotonic()
+    store = store or open_store()
+    end_ns = now_ns or time.time_ns()
+    start_ns = end_ns - int(hours * 3600 * SECOND)
+    last = last_demo_time(store)
+    resumed = last is not None and last > start_ns
+    if resumed:
+        start_ns = last
+    world = build_world(seed, tenants, integrations)
+    sim = Simulation(start_ns)
+    pipeline = _Pipeline(store, sim, stdout)
+    timeline = Timeline.over(end_ns - int(hours * 3600 * SECOND), end_ns, world)
+    workload = Workload(world, sim, pipeline.telemetry, seed, timeline, announce=not resumed)
+    workload.start()
+    running_live = threading.Event()
+    sim.spawn(_exporter(pipeline, running_live.is_set), delay_s=EXPORT_EVERY_S)
+    try:
+        stop = stop or threading.Event()
+        _backfill(sim, pipeline, start_ns, end_ns, progress, stop)
+        if live:
+            running_live.set()
+            workload.sample_queues = sample_queues_live
+            if live_telemetry is not None:
+                workload.t = live_telemetry
+            if on_live is not None:
+                on_live()
+            _live(sim, stop)
+    finally:
+        sim.close()
+        pipeline.close()
+    return DemoResult(start_ns, sim.now_ns, resumed, workload.counts, pipeline.events,
+                      time.monotonic() - started)
+
+
+def _exporter(pipeline: _Pipeline, live: Callable[[], bool]):
+    """Exports once a simulated minute; rows reach the file every 30 minutes of backfill."""
+    minutes = 0
+    while True:
+        minutes += 1
+        pipeline.export(write=live() or minutes % 30 == 0)
+        yield EXPORT_EVERY_S
+
+
+def _backfill(sim: Simulation, pipeline: _Pipeline, start_ns: int, end_ns: int,
+              progress: bool, stop: threading.Event) -> None:
+    minutes = max(1, math.ceil((end_ns - start_ns) / MINUTE))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=minutes, unit="min", desc="backfill", file=sys.stderr, leave=False,
+                   dynamic_ncols=True)
+    for minute in range(1, minutes + 1):
+        if stop.is_set():
+            break
+        sim.run_until(min(start_ns + minute * MINUTE, end_ns))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(events=pipeline.events, refresh=False)
+    pipeline.export()
+    if bar is not None:
+        bar.close()
+
+
+def _live(sim: Simulation, stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        sim.run_until(time.time_ns())
+
+
+def world_summary(world: World) -> str:
+    quirks = {q: [i.integration_id for i in world.with_quirk(q)] for q in sorted(
+        {q for i in world.integrations for q in i.quirks})}
+    paused = [i.integration_id for i in world.integrations if i.paused]
+    return f"{len(world.tenants)} tenants, {len(world.integrations)} integrations; " \
+           f"paused {paused}; {quirks}"
