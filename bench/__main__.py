@@ -33,6 +33,7 @@ from typing import Any
 
 from . import _pipelines as pl
 from . import _scenario as sc
+from ._ingest import part_ingest, print_ingest
 from ._report import conditions, cpu_times, environment, header, table, us
 from ._timing import Variant, distribution, measure, paced, ratio
 
@@ -620,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time flush() against an endpoint that accepts and never answers (~10 s)",
     )
+    parser.add_argument("--no-ingest", action="store_true",
+                        help="skip the ~1M-event local ingest (about 3 minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default: {RESULTS}")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
@@ -657,6 +660,9 @@ def main(argv: list[str] | None = None) -> int:
             print_hang(results["hang"])
         if args.profile:
             results["profile"] = part_profile(settings, workdir)
+        if not args.no_ingest:
+            results["ingest"] = part_ingest(workdir, args.quick)
+            print_ingest(results["ingest"])
     results["sdk_messages"] = dict(messages.counts)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["conditions"] = cond = conditions(cpu_before, cpu_times())
