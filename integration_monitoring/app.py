@@ -8,17 +8,32 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from .admin import (
+    AdminService,
+    Backend,
+    admin_router,
+    backend_from_settings,
+    install_error_handlers,
+)
 from .telemetry import configured, current
 
 
 def create_app(on_shutdown: Callable[[], None] | None = None,
-               host_status: Callable[[], dict[str, object]] | None = None) -> FastAPI:
+               host_status: Callable[[], dict[str, object]] | None = None,
+               backend: Backend | None = None) -> FastAPI:
     """Build the admin app; telemetry should be configured before (see `__main__`).
 
     `on_shutdown` runs when the server stops gracefully (uvicorn re-raises SIGTERM after
     its shutdown, so `finally` blocks and atexit hooks would not run). `host_status` adds
-    the local host's background work to /api/health.
+    the local host's background work to /api/health. The admin queries run on `backend`,
+    by default Log Analytics when LOG_ANALYTICS_WORKSPACE_ID is set, else the local store.
     """
+    services: list[AdminService] = []
+
+    def service() -> AdminService:
+        if not services:  # first request: the local store opens only when it is needed
+            services.append(AdminService(backend or backend_from_settings()))
+        return services[0]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -34,6 +49,8 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
         docs_url="/api/docs",
         redoc_url=None,
     )
+    install_error_handlers(app)
+    app.include_router(admin_router(service))
 
     @app.get("/api/health", tags=["operations"])
     def health() -> dict[str, object]:

@@ -61,7 +61,8 @@ def sync_job(*, tenant_id: str, integration_id: str, adapter_type: str | None = 
              telemetry: Telemetry | None = None, **metadata: Any) -> Iterator[SyncJob]:
     """Run a sync job under telemetry.
 
-    Binds tenant, integration, adapter, entity and task for every event inside, starts a
+    Binds tenant, integration, adapter, entity, task and any other keyword (e.g. `attempt`)
+    for every event inside, starts a
     span so all of the job's records share one operation id, emits `sync.started`, then
     `sync.completed` or `sync.failed` (re-raising the error) with record counts and
     duration, and records the sync metrics.
@@ -70,13 +71,13 @@ def sync_job(*, tenant_id: str, integration_id: str, adapter_type: str | None = 
     log = ServiceLogger(service, t)
     job = SyncJob()
     with bind(tenant_id=tenant_id, integration_id=integration_id, adapter_type=adapter_type,
-              entity=entity, task_id=task_id, sync_type=sync_type), \
+              entity=entity, task_id=task_id, sync_type=sync_type, **metadata), \
             t.tracer.start_as_current_span("sync.job", attributes=_span_attributes(
                 tenant_id, integration_id, adapter_type, entity)):
         labels = current_labels({})
         t.metric("sync_jobs_total", 1, {**labels, "status": "processing"})
         t.metric("sync_jobs_by_integration_total", 1, labels)
-        log.info("sync.started", **metadata)
+        log.info("sync.started")
         started = t.monotonic()
         try:
             yield job

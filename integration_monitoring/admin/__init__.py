@@ -1,0 +1,33 @@
+"""The admin API: the seed's five endpoints, answered by KQL on Log Analytics or locally."""
+
+from ._backends import (
+    Answer,
+    Backend,
+    BackendUnavailable,
+    LocalBackend,
+    LogAnalyticsBackend,
+    QueryFailed,
+    backend_from_settings,
+)
+from ._cache import SharedQueries
+from ._filters import FilterError, Filters, parse_filters
+from ._routes import PREFIX, admin_router, install_error_handlers
+from ._service import AdminService
+
+__all__ = [
+    "PREFIX",
+    "AdminService",
+    "Answer",
+    "Backend",
+    "BackendUnavailable",
+    "FilterError",
+    "Filters",
+    "LocalBackend",
+    "LogAnalyticsBackend",
+    "QueryFailed",
+    "SharedQueries",
+    "admin_router",
+    "backend_from_settings",
+    "install_error_handlers",
+    "parse_filters",
+]

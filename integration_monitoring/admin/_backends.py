@@ -1,0 +1,148 @@
+"""Where admin queries run: Log Analytics in Azure, the local DuckDB store everywhere else."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class Answer:
+    """Rows of one query, and why they may be incomplete."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    partial: list[str] = field(default_factory=list)
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+class BackendUnavailable(Exception):
+    """The query engine is down, throttling or too slow; try again after `retry_after` s."""
+
+    def __init__(self, reason: str, retry_after: int = 30) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class QueryFailed(Exception):
+    """The engine rejected a query: a defect of ours, not of the request."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer: ...
+
+
+class LocalBackend:
+    """duckdb-kql over the local store."""
+
+    name = "local"
+
+    def __init__(self, store: Any = None) -> None:
+        if store is None:
+            from ..store import open_store
+
+            store = open_store()
+        self.store = store
+
+    def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer:
+        import duckdb
+        from duckdb_kql import KqlError
+
+        try:
+            result = self.store.kql(kql)
+        except KqlError as error:
+            raise QueryFailed(str(error)) from error
+        except (duckdb.IOException, duckdb.ConnectionException) as error:
+            raise BackendUnavailable(f"local store unavailable: {error}", 5) from error
+        return Answer([name for name, _ in result.columns], result.rows)
+
+
+class LogAnalyticsBackend:
+    """`LogsQueryClient.query_workspace` with a managed identity, a server timeout, bounded
+    retries on throttling and server errors, and partial results reported, not hidden."""
+
+    name = "log-analytics"
+    RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+    def __init__(self, workspace_id: str, credential: Any = None, *,
+                 server_timeout_s: int = 60, retries: int = 2, backoff_s: float = 1.0,
+                 **client_options: Any) -> None:
+        from azure.monitor.query import LogsQueryClient
+
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        self.workspace_id = workspace_id
+        self.server_timeout_s = server_timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        # Our own retry loop below honours Retry-After; the SDK's would stack on top of it.
+        self.client = LogsQueryClient(credential, retry_total=0, **client_options)
+
+    def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer:
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError
+        from azure.monitor.query import LogsQueryPartialResult
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.client.query_workspace(
+                    self.workspace_id, kql, timespan=(since, until),
+                    server_timeout=self.server_timeout_s)
+                break
+            except HttpResponseError as error:
+                status = error.status_code or 0
+                retry_after = _retry_after(error)
+                if status not in self.RETRYABLE:
+                    raise QueryFailed(f"Log Analytics rejected the query ({status})") from error
+                if attempt > self.retries:
+                    raise BackendUnavailable(
+                        f"Log Analytics answered {status} {attempt} times",
+                        retry_after or 30) from error
+                time.sleep(min(retry_after or self.backoff_s * 2 ** (attempt - 1)
+                               * random.uniform(0.8, 1.2), 10))
+            except ServiceRequestError as error:  # DNS, refused, TLS, timeout
+                if attempt > self.retries:
+                    raise BackendUnavailable(f"Log Analytics unreachable: {error}") from error
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        if isinstance(response, LogsQueryPartialResult):
+            table = response.partial_data[0] if response.partial_data else None
+            reason = getattr(response.partial_error, "message", None) or "partial result"
+            partial = [reason]
+        else:
+            table = response.tables[0] if response.tables else None
+            partial = []
+        if table is None:
+            return Answer([], [], partial)
+        return Answer(list(table.columns), [tuple(row) for row in table.rows], partial)
+
+
+def _retry_after(error: Any) -> int | None:
+    response = getattr(error, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return max(1, int(float(value))) if value else None
+    except ValueError:
+        return None
+
+
+def backend_from_settings(store: Any = None) -> Backend:
+    """Log Analytics when `LOG_ANALYTICS_WORKSPACE_ID` is set, else the local store."""
+    workspace = (os.environ.get("LOG_ANALYTICS_WORKSPACE_ID") or "").strip()
+    if workspace:
+        options: dict[str, Any] = {}
+        endpoint = os.environ.get("LOG_ANALYTICS_ENDPOINT")
+        if endpoint:
+            options["endpoint"] = endpoint
+        return LogAnalyticsBackend(workspace, **options)
+    return LocalBackend(store)

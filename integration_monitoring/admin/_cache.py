@@ -1,0 +1,70 @@
+"""Identical queries within a short TTL share one backend call; concurrent ones wait for it.
+
+Log Analytics allows 5 concurrent queries and 200 per 30 s per identity: cost must not grow
+with the number of people looking at the dashboard.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class SharedQueries:
+    """A TTL cache with single flight: one computation per key per TTL."""
+
+    def __init__(self, ttl_s: float = 15.0, max_entries: int = 512,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.clock = clock
+        self.calls = 0  # backend computations, for tests and benchmarks
+        self._entries: dict[Hashable, tuple[float, Any]] = {}
+        self._flights: dict[Hashable, _Flight] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and self.clock() - entry[0] < self.ttl_s:
+                return entry[1]
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.value
+        try:
+            self.calls += 1
+            flight.value = compute()
+        except BaseException as error:  # errors are shared with the waiters, not cached
+            flight.error = error
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+                if flight.error is None:
+                    self._store(key, flight.value)
+            flight.done.set()
+        return flight.value
+
+    def _store(self, key: Hashable, value: Any) -> None:
+        now = self.clock()
+        if len(self._entries) >= self.max_entries:
+            for stale in [k for k, (at, _) in self._entries.items() if now - at >= self.ttl_s]:
+                del self._entries[stale]
+            while len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]
+        self._entries[key] = (now, value)

@@ -1,0 +1,131 @@
+"""The seed's admin endpoints on a FastAPI router, with errors as JSON that name the cause."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from . import _models as m
+from ._backends import BackendUnavailable, QueryFailed
+from ._filters import FilterError, parse_filters
+from ._service import AdminService
+
+PREFIX = "/api/admin/integrations"
+_ERRORS = {400: {"model": m.ErrorBody, "description": "a parameter is wrong; the body names it"},
+           503: {"model": m.ErrorBody,
+                 "description": "the query engine is unavailable or throttled; see Retry-After"}}
+
+
+def _parameters(*names: str) -> list[dict[str, Any]]:
+    docs = {
+        "tenantId": "only this tenant", "integrationId": "only this integration",
+        "adapterType": "only this adapter type (salesforce, hubspot, ...)",
+        "entity": "only this entity (contact, deal, ...)",
+        "since": "start of the range, ISO 8601 (default: until - window)",
+        "until": "end of the range, ISO 8601 (default: now)",
+        "window": "length of the range when since is not given: 15m, 6h, 7d (default 24h)",
+        "status": "only this status", "q": "text to find in errors, ids and task ids",
+        "limit": "how many rows in lists, 1..1000",
+    }
+    return [{"name": n, "in": "query", "required": False, "description": docs[n],
+             "schema": {"type": "string"}} for n in names]
+
+
+def error_response(status: int, code: str, message: str, parameter: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    detail = {"code": code, "message": message}
+    if parameter:
+        detail["parameter"] = parameter
+    return JSONResponse({"error": detail}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every failure is JSON `{"error": {...}}`; nothing leaks a stack trace."""
+
+    @app.exception_handler(FilterError)
+    async def bad_filter(_: Request, exc: FilterError) -> JSONResponse:
+        return error_response(400, exc.code, str(exc), exc.parameter)
+
+    @app.exception_handler(BackendUnavailable)
+    async def unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
+        return error_response(503, "backend_unavailable", str(exc),
+                              headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(QueryFailed)
+    async def query_failed(_: Request, exc: QueryFailed) -> JSONResponse:
+        logging.getLogger("integration_monitoring.internal").error("query failed: %s", exc)
+        return error_response(502, "query_failed", "the query engine rejected a query")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        location = first.get("loc", ())
+        return error_response(400, "invalid_parameter", str(first.get("msg", "invalid request")),
+                              str(location[-1]) if location else None)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logging.getLogger("integration_monitoring.internal").exception("unexpected error")
+        return error_response(500, "internal_error", "unexpected error; it has been logged")
+
+
+def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
+    """The five endpoints. `service_factory` is called per request (it caches itself)."""
+    router = APIRouter(prefix=PREFIX, tags=["admin"], responses=_ERRORS)
+    common = ("tenantId", "integrationId", "adapterType", "entity", "since", "until", "window")
+
+    async def answer(request: Request, endpoint: str,
+                     method: Callable[[AdminService, Any], dict[str, Any]]) -> dict[str, Any]:
+        filters = parse_filters(endpoint, request.query_params)
+        service = service_factory()
+        return await run_in_threadpool(method, service, filters)
+
+    @router.get("/stats", response_model=m.Stats, openapi_extra={
+        "parameters": _parameters(*common, "limit")})
+    async def stats(request: Request) -> dict[str, Any]:
+        """System overview: integrations by status, jobs by status, top integrations by sync
+        volume, and the failure-rate trend."""
+        return await answer(request, "stats", AdminService.stats)
+
+    @router.get("/health", response_model=m.Health, openapi_extra={
+        "parameters": _parameters(*common, "status", "q")})
+    async def health(request: Request) -> dict[str, Any]:
+        """Per integration: status, last successful sync, sync frequency, error count,
+        connection status, and a health verdict (healthy, degraded, failing, stale,
+        paused)."""
+        return await answer(request, "health", AdminService.health)
+
+    @router.get("/sync-activity", response_model=m.SyncActivity, openapi_extra={
+        "parameters": _parameters(*common, "status", "q", "limit")})
+    async def sync_activity(request: Request) -> dict[str, Any]:
+        """Jobs running now, the last `limit` jobs, records created/updated/failed, and the
+        sync duration trend."""
+        return await answer(request, "sync-activity", AdminService.sync_activity)
+
+    @router.get("/errors", response_model=m.Errors, openapi_extra={
+        "parameters": _parameters(*common, "q", "limit")})
+    async def errors(request: Request) -> dict[str, Any]:
+        """Recent errors by integration, the failure-rate trend, top error types, and failed
+        jobs."""
+        return await answer(request, "errors", AdminService.errors)
+
+    @router.get("/performance", response_model=m.Performance, openapi_extra={
+        "parameters": _parameters(*common, "limit")})
+    async def performance(request: Request) -> dict[str, Any]:
+        """Average sync duration by integration, records per second, queue depth trend, and
+        API latency by adapter."""
+        return await answer(request, "performance", AdminService.performance)
+
+    return router
