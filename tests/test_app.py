@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -126,3 +127,49 @@ def test_library_never_imports_the_functions_host():
                  for path in (ROOT / "integration_monitoring").rglob("*.py")
                  if "azure.functions" in path.read_text()]
     assert offenders == []
+
+
+def test_admin_endpoints_answer_the_same_through_the_function_app_and_uvicorn(tmp_path):
+    """The registered Azure function and uvicorn serve identical admin answers."""
+    # given a store with an hour of demo history
+    env = project_env(tmp_path)
+    subprocess.run([sys.executable, "-m", "integration_monitoring", "demo", "--hours", "1",
+                    "--quiet"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    paths = [f"/api/admin/integrations/{p}?until={until}&window=2h" for p in
+             ("stats", "health", "sync-activity", "errors", "performance")]
+    # when the Azure function handles each path with a real HttpRequest
+    script = f"""
+import asyncio, json
+import azure.functions as func
+import function_app
+
+class Context:
+    invocation_id = "1"; function_name = "http_app_func"; function_directory = "."
+    trace_context = retry_context = thread_local_storage = None
+
+function = next(f for f in function_app.app.get_functions()
+                if f.get_function_name() == "http_app_func").get_user_function()
+out = {{}}
+for path in {paths!r}:
+    route, _, query = path.partition("?")
+    params = dict(part.split("=", 1) for part in query.split("&"))
+    request = func.HttpRequest(method="GET", url="http://localhost" + path, body=b"",
+                               headers={{}}, params=params, route_params={{"route": route[1:]}})
+    response = asyncio.run(function(request, Context()))
+    out[path] = [response.status_code, json.loads(response.get_body())]
+print("RESULT", json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    through_function = json.loads(done.stdout.split("RESULT ", 1)[1])
+    # and uvicorn serves the same paths from the same store
+    with Server(tmp_path, "--no-demo") as server:
+        through_uvicorn = {path: [r.status_code, r.json()] for path in paths
+                           for r in [server.get(path)]}
+    # then every answer is identical
+    for path in paths:
+        assert through_function[path][0] == 200, through_function[path]
+        assert through_function[path] == through_uvicorn[path], path
+    assert through_uvicorn[paths[0]][1]["syncJobs"]["finished"] > 0
