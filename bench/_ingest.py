@@ -19,9 +19,14 @@ FULL = {"hours": 24.0, "tenants": 50, "integrations": 500}
 QUICK = {"hours": 2.0, "tenants": 10, "integrations": 100}
 
 
+def store_path(workdir: str) -> Path:
+    """Where part_ingest leaves its store (closed) for the parts after it."""
+    return Path(workdir) / "ingest.duckdb"
+
+
 def part_ingest(workdir: str, quick: bool) -> dict[str, Any]:
     size = QUICK if quick else FULL
-    path = Path(workdir) / "ingest.duckdb"
+    path = store_path(workdir)
     store = TelemetryStore(path)
     result = run_demo(**size, seed=7, store=store, stdout=None, progress=sys.stderr.isatty())
     traces = store.kql("AppTraces | count").rows[0][0]

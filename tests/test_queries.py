@@ -69,7 +69,7 @@ def test_every_query_file_runs_on_the_local_engine(store, name):
                                        "tenantId": "t", "q": 'x"|y'})
     store.kql(queries.render(name, filters.values()))
     body = queries.text(name)
-    reads_a_view = any(view in body for view in ("Traces", "Jobs", "LabelledMetrics"))
+    reads_a_view = any(view in body for view in ("InRange", "Jobs", "LabelledMetrics"))
     assert reads_a_view or "| where TimeGenerated between" in body
 
 

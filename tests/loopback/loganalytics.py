@@ -1,0 +1,536 @@
+"""The Log Analytics query API on 127.0.0.1, answered by duckdb-kql on a local store, for tests.
+
+    with LogAnalyticsLoopback(store) as workspace:
+        client = LogsQueryClient(workspace.credential, endpoint=workspace.endpoint,
+                                 connection_verify=workspace.ca_path)
+        client.query_workspace("ws-1", "AppTraces | count", timespan=timedelta(hours=1))
+
+It speaks HTTPS with a throwaway certificate authority (`trustme`) and answers what
+`LogsQueryClient.query_workspace` sends: `POST /v1/workspaces/{workspace}/query` with
+`{"query": ..., "timespan": ..., "workspaces": ...}` and `Prefer: wait=N` (the server
+timeout). The honest answer runs the received KQL with duckdb-kql on the given
+`TelemetryStore`, restricted to the request's `timespan` as the service restricts it, and
+writes the rows the way the service does (see `to_wire`):
+
+    {"tables": [{"name": "PrimaryResult", "columns": [{"name": "n", "type": "long"}],
+                 "rows": [[5]]}]}
+
+- datetime: ISO 8601 in UTC with up to 7 fractional digits, trailing zeros dropped, and a Z.
+- timespan: .NET's `[-][d.]hh:mm:ss[.fffffff]`.
+- real: a JSON number; NaN and the infinities as the strings "NaN", "Infinity", "-Infinity".
+- dynamic: the value's compact JSON text, as a JSON *string* (the SDK does not parse it).
+- string: never null; Kusto strings have no null, so a NULL from DuckDB is sent as "".
+- guid, decimal: strings. bool: true/false. int, long: numbers. Any other null: null.
+
+Requests without `Authorization: Bearer <the credential's token>` get the service's 401.
+A query duckdb-kql cannot run gets the service's 400 `BadArgumentError`. Tests inject
+faults with `fail_next` (an HTTP error, with `Retry-After` if asked), `partial_next` (the
+rows plus a `PartialError`, which the SDK turns into `LogsQueryPartialResult`) and `delay`
+(a stall; one longer than the request's `Prefer: wait=N` ends in the service's 504).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import shutil
+import ssl
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+import duckdb
+import duckdb_kql
+import trustme
+from duckdb_kql import KqlError
+from duckdb_kql.errors import KqlSyntaxError
+from duckdb_kql.types import kusto_type
+
+from .servicebus import StaticTokenCredential
+
+DEFAULT_TOKEN = "loopback-loganalytics-token"
+QUERY_PATH = re.compile(r"^/v1/workspaces/(?P<workspace>[^/]+)/query/?$")
+#: What the service answers when a query does not finish within `Prefer: wait=N`.
+GATEWAY_TIMEOUT = 504
+
+#: The service's error codes and messages per HTTP status (`{"error": {...}}` bodies).
+_ERRORS = {
+    400: ("BadArgumentError", "The request had some invalid properties"),
+    401: ("AuthorizationRequiredError", "Valid authentication was not provided"),
+    403: ("InsufficientAccessError",
+          "The provided credentials have insufficient access to perform the requested "
+          "operation"),
+    404: ("PathNotFoundError", "The requested path does not exist"),
+    405: ("MethodNotAllowedError", "The requested method is not allowed for this resource"),
+    429: ("ThrottledError", "Too many requests. Please retry after the Retry-After interval"),
+    500: ("InternalServerError", "An unexpected error occurred processing the request"),
+    502: ("BadGateway", "The service received an invalid response from upstream"),
+    503: ("ServiceUnavailableError", "The service is temporarily unavailable"),
+    504: ("GatewayTimeout", "Gateway timeout: the query did not complete in the allotted time"),
+}
+#: The error beside the tables of a partial answer (what the service sends when, say,
+#: a query hits a result limit): the SDK reads it into `LogsQueryPartialResult`.
+PARTIAL_DETAIL = ("Query result set has exceeded the internal record count limit 500000 "
+                  "(E_QUERY_RESULT_SET_TOO_LARGE; see https://aka.ms/kustoquerylimits)")
+_DURATION = re.compile(r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
+                       r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
+
+
+class RecordedRequest(NamedTuple):
+    method: str
+    path: str  # as sent, query string included
+    headers: dict[str, str]  # names lower-cased
+    body: Any  # the parsed JSON body, or None when it was not JSON
+
+    @property
+    def query(self) -> str:
+        """The KQL text the request carried ("" if none)."""
+        return self.body.get("query", "") if isinstance(self.body, dict) else ""
+
+
+@dataclass
+class _Failure:
+    status: int
+    retry_after: float | None
+    code: str | None
+    message: str | None
+
+
+class LogAnalyticsLoopback:
+    """An HTTPS server that answers Log Analytics queries by running them on a local store."""
+
+    def __init__(self, store: Any, token: str = DEFAULT_TOKEN,
+                 workspaces: tuple[str, ...] | None = None) -> None:
+        """`workspaces`: the workspace ids that exist (others get 404); None means any."""
+        self.store = store
+        self.credential = StaticTokenCredential(token)
+        self.workspaces = workspaces
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._failures: list[_Failure] = []
+        self._partials: list[str] = []
+        self._delay_s = 0.0
+        self._stopping = threading.Event()
+        self._dir: str | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.ca_path = ""
+        self.host = ""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> LogAnalyticsLoopback:
+        ca = trustme.CA()
+        self._dir = tempfile.mkdtemp(prefix="loganalytics-loopback-")
+        self.ca_path = str(Path(self._dir) / "ca.pem")
+        ca.cert_pem.write_to_path(self.ca_path)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+
+        self._stopping.clear()
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name="loganalytics-loopback", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # releases handlers stalled by delay()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> LogAnalyticsLoopback:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- what tests use -------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """What to pass as `LogsQueryClient(endpoint=...)`."""
+        return f"https://{self.host}/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """(method, path, headers, body) of every request received, failed ones included."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def queries(self) -> list[str]:
+        """The KQL text of every request received, in arrival order."""
+        return [request.query for request in self.requests]
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def fail_next(self, count: int, status: int = 503, retry_after: float | None = None, *,
+                  code: str | None = None, message: str | None = None) -> None:
+        """Answer the next `count` queries with `status` and the service's error body."""
+        with self._lock:
+            self._failures.extend(_Failure(status, retry_after, code, message)
+                                  for _ in range(count))
+
+    def partial_next(self, count: int, detail: str = PARTIAL_DETAIL) -> None:
+        """Answer the next `count` queries with their rows and a `PartialError` beside them."""
+        with self._lock:
+            self._partials.extend([detail] * count)
+
+    def delay(self, seconds: float) -> None:
+        """Stall every following answer by `seconds` (0 to stop stalling)."""
+        with self._lock:
+            self._delay_s = seconds
+
+    def reset(self) -> None:
+        """Forget pending faults and delays (recorded requests stay)."""
+        with self._lock:
+            self._failures.clear()
+            self._partials.clear()
+            self._delay_s = 0.0
+
+    # -- called by the handler ------------------------------------------------------------
+
+    def _answer(self, method: str, raw_path: str, headers: dict[str, str],
+                raw_body: bytes) -> tuple[int, dict[str, str], dict[str, Any]] | None:
+        """The response to one request, or None when the server stopped meanwhile."""
+        try:
+            body: Any = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            body = None
+        with self._lock:
+            self._requests.append(RecordedRequest(method, raw_path, headers, body))
+
+        authorization = headers.get("authorization", "")
+        if not authorization.startswith("Bearer "):
+            return error_answer(401)
+        if authorization != f"Bearer {self.credential.token}":
+            return error_answer(401, "InvalidTokenError",
+                                "The provided authentication is not valid for this resource")
+        match = QUERY_PATH.match(urlsplit(raw_path).path)
+        if match is None:
+            return error_answer(404)
+        workspace = unquote(match.group("workspace"))
+        if self.workspaces is not None and workspace not in self.workspaces:
+            return error_answer(404, "WorkspaceNotFoundError",
+                                f"Workspace '{workspace}' was not found")
+        if method != "POST":
+            return error_answer(405)
+
+        with self._lock:
+            failure = self._failures.pop(0) if self._failures else None
+            delay_s = self._delay_s
+        if failure is not None:
+            extra = {}
+            if failure.retry_after is not None:
+                extra["Retry-After"] = _number(failure.retry_after)
+            status, more, answer = error_answer(failure.status, failure.code, failure.message)
+            return status, {**more, **extra}, answer
+
+        wait_s = _server_timeout(headers.get("prefer", ""))
+        if delay_s:
+            stalled = min(delay_s, wait_s) if wait_s is not None else delay_s
+            if self._stopping.wait(stalled):
+                return None
+            if wait_s is not None and delay_s > wait_s:
+                return error_answer(GATEWAY_TIMEOUT)
+
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return error_answer(400, message="The request body must be JSON with a 'query'")
+        try:
+            window = parse_timespan(body.get("timespan"))
+        except ValueError as error:
+            return error_answer(400, message=f"Invalid timespan: {error}")
+        try:
+            columns, rows = run_query(self.store, body["query"], window)
+        except KqlError as error:
+            return bad_query(error)
+        except duckdb.Error as error:  # a translation duckdb then refuses: still our query
+            return bad_query(error)
+        except Exception as error:  # the loopback's own failure: the service's 500
+            return error_answer(500, message=f"{type(error).__name__}: {error}")
+
+        answer: dict[str, Any] = {"tables": [table(columns, rows)]}
+        with self._lock:
+            detail = self._partials.pop(0) if self._partials else None
+        if detail is not None:
+            answer["error"] = partial_error(detail)
+        return 200, {}, answer
+
+
+# -- the service's JSON -----------------------------------------------------------------------
+
+
+def table(columns: list[tuple[str, str]], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """One `PrimaryResult` table, values written as the service writes them."""
+    kinds = [kind for _, kind in columns]
+    return {"name": "PrimaryResult",
+            "columns": [{"name": name, "type": kind} for name, kind in columns],
+            "rows": [[to_wire(value, kind) for value, kind in zip(row, kinds, strict=True)]
+                     for row in rows]}
+
+
+def to_wire(value: Any, kind: str) -> Any:
+    """A DuckDB value as the Log Analytics query API puts it in a row."""
+    if value is None:
+        return "" if kind == "string" else None
+    if kind == "datetime":
+        return kusto_datetime(value)
+    if kind == "timespan":
+        return kusto_timespan(value)
+    if kind == "real":
+        value = float(value)
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if kind == "dynamic":
+        parsed = json.loads(value) if isinstance(value, str) else value
+        return json.dumps(_jsonable(parsed), separators=(",", ":"), ensure_ascii=False)
+    if kind in ("guid", "decimal"):
+        return str(value)
+    if kind == "bool":
+        return bool(value)
+    if kind in ("int", "long"):
+        return int(value)
+    return value if isinstance(value, str) else str(value)
+
+
+def kusto_datetime(value: dt.datetime | dt.date) -> str:
+    """`2025-06-02T11:59:59.978451Z`: UTC, at most 7 fractional digits, no trailing zeros."""
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    fraction = f"{value.microsecond:06d}0".rstrip("0")
+    return value.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
+
+
+def kusto_timespan(value: dt.timedelta | dt.time) -> str:
+    """.NET's constant TimeSpan format: `[-][d.]hh:mm:ss[.fffffff]`."""
+    if isinstance(value, dt.time):
+        value = dt.timedelta(hours=value.hour, minutes=value.minute, seconds=value.second,
+                             microseconds=value.microsecond)
+    sign = "-" if value < dt.timedelta(0) else ""
+    rest = abs(value)
+    hours, seconds = divmod(rest.seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    if rest.days:
+        text = f"{rest.days}.{text}"
+    if rest.microseconds:
+        text += f".{rest.microseconds:06d}0"
+    return sign + text
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return kusto_datetime(value)
+    if isinstance(value, dt.timedelta):
+        return kusto_timespan(value)
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    return value
+
+
+def error_answer(status: int, code: str | None = None,
+                 message: str | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """The service's `{"error": {"message", "code", "correlationId"}}` for `status`."""
+    default_code, default_message = _ERRORS.get(status, ("Error", "The request failed"))
+    return status, {}, {"error": {"message": message or default_message,
+                                  "code": code or default_code,
+                                  "correlationId": str(uuid.uuid4())}}
+
+
+def bad_query(error: Exception) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """400 for a query that cannot run: BadArgumentError > Syntax/SemanticError > detail."""
+    syntax = isinstance(error, KqlSyntaxError)
+    status, headers, answer = error_answer(400)
+    answer["error"]["innererror"] = {
+        "code": "SyntaxError" if syntax else "SemanticError",
+        "message": ("A recognition error occurred in the query." if syntax
+                    else "A semantic error occurred."),
+        "innererror": {"code": "SYN0002" if syntax else "SEM0100",
+                       "message": str(error).strip() or type(error).__name__},
+    }
+    return status, headers, answer
+
+
+def partial_error(detail: str) -> dict[str, Any]:
+    """The `error` the service writes beside the tables of a partial answer."""
+    return {"message": "There were some errors when processing your query.",
+            "code": "PartialError",
+            "correlationId": str(uuid.uuid4()),
+            "details": [{"code": "EngineError",
+                         "message": "Something went wrong processing your query on the server.",
+                         "innererror": {"code": "-2133196797", "message": detail,
+                                        "severity": 2, "severityName": "Error"}}]}
+
+
+# -- running a query --------------------------------------------------------------------------
+
+
+def parse_timespan(value: Any) -> tuple[dt.datetime, dt.datetime] | None:
+    """The body's ISO 8601 interval (`start/end`, `start/duration`, `duration/end` or a
+    duration ending now) as naive UTC bounds, or None for no restriction."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"not a string: {value!r}")
+    parts = value.split("/")
+    if len(parts) == 1:
+        end = dt.datetime.now(dt.UTC)
+        return _naive(end - _duration(parts[0])), _naive(end)
+    if len(parts) != 2:
+        raise ValueError(value)
+    first, second = parts
+    if first.startswith("P"):
+        end = _instant(second)
+        return _naive(end - _duration(first)), _naive(end)
+    start = _instant(first)
+    end = start + _duration(second) if second.startswith("P") else _instant(second)
+    return _naive(start), _naive(end)
+
+
+def run_query(store: Any, text: str, window: tuple[dt.datetime, dt.datetime] | None
+              ) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
+    """Columns (name, Kusto type) and rows of `text` on `store`, like `store.kql`, but with
+    every table that has a TimeGenerated seen through the request's timespan (the service
+    applies it "in addition to any that are specified in the query expression")."""
+    if window is None:
+        result = store.kql(text)
+        return result.columns, result.rows
+    cur = store.cursor()
+    try:
+        catalog = cur.execute("SELECT current_database()").fetchone()[0]
+        tables = [row[0] for row in cur.execute(
+            "SELECT DISTINCT table_name FROM duckdb_columns() WHERE database_name = ? "
+            "AND schema_name = 'main' AND column_name = 'TimeGenerated'", [catalog]).fetchall()]
+        start, end = (f"TIMESTAMP '{bound.isoformat(sep=' ')}'" for bound in window)
+        try:
+            for name in tables:
+                cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT * FROM '
+                            f'"{catalog}".main."{name}" WHERE "TimeGenerated" >= {start} '
+                            f'AND "TimeGenerated" <= {end}')
+        except duckdb.Error as error:  # the loopback's fault, not the query's
+            raise RuntimeError(f"cannot apply the timespan: {error}") from error
+        relation = duckdb_kql.query(cur, text)
+        columns = list(zip(relation.columns, [kusto_type(t) for t in relation.types],
+                           strict=True))
+        return columns, relation.fetchall()
+    finally:
+        cur.close()
+
+
+def _instant(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _duration(text: str) -> dt.timedelta:
+    match = _DURATION.match(text.strip())
+    if not match or text.strip() in ("P", "PT"):
+        raise ValueError(f"not an ISO 8601 duration: {text!r}")
+    parts = {key: float(number) for key, number in match.groupdict().items() if number}
+    return dt.timedelta(days=parts.get("d", 0), hours=parts.get("h", 0),
+                        minutes=parts.get("m", 0), seconds=parts.get("s", 0))
+
+
+def _naive(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _server_timeout(prefer: str) -> float | None:
+    """`wait=N` of a `Prefer` header such as `wait=60,include-statistics=true`."""
+    for part in prefer.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+# -- HTTP plumbing ----------------------------------------------------------------------------
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that gave up (timeouts) reset their connections; that is expected
+
+
+def _handler_for(loopback: LogAnalyticsLoopback) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def do_PUT(self) -> None:
+            self._serve()
+
+        def do_DELETE(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw_body = self.rfile.read(length) if length else b""
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            answer = loopback._answer(self.command, self.path, headers, raw_body)
+            if answer is None:
+                self.close_connection = True
+                return
+            status, extra, payload = answer
+            body = json.dumps(payload, allow_nan=False, ensure_ascii=False).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.send_header("Strict-Transport-Security", "max-age=31536000")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return formatdate(timestamp, usegmt=True)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test output quiet
+
+    return Handler
