@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -62,7 +63,12 @@ class LocalBackend:
             raise QueryFailed(str(error)) from error
         except (duckdb.IOException, duckdb.ConnectionException) as error:
             raise BackendUnavailable(f"local store unavailable: {error}", 5) from error
-        return Answer([name for name, _ in result.columns], result.rows)
+        # Kusto strings are never null (a lookup miss is ""); DuckDB's are.
+        strings = [kind == "string" for _, kind in result.columns]
+        rows = [tuple("" if value is None and is_string else value
+                      for value, is_string in zip(row, strings, strict=True))
+                for row in result.rows]
+        return Answer([name for name, _ in result.columns], rows)
 
 
 class LogAnalyticsBackend:
@@ -70,7 +76,9 @@ class LogAnalyticsBackend:
     retries on throttling and server errors, and partial results reported, not hidden."""
 
     name = "log-analytics"
-    RETRYABLE = frozenset({429, 500, 502, 503, 504})
+    #: Throttling and transient server errors; a 504 means the server timeout was spent
+    #: already, so it is not tried again.
+    RETRYABLE = frozenset({429, 500, 502, 503})
 
     def __init__(self, workspace_id: str, credential: Any = None, *,
                  server_timeout_s: int = 60, retries: int = 2, backoff_s: float = 1.0,
@@ -85,11 +93,17 @@ class LogAnalyticsBackend:
         self.server_timeout_s = server_timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        # A socket that stays silent past the server timeout will not answer.
+        client_options.setdefault("read_timeout", server_timeout_s + 15)
         # Our own retry loop below honours Retry-After; the SDK's would stack on top of it.
         self.client = LogsQueryClient(credential, retry_total=0, **client_options)
 
     def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer:
-        from azure.core.exceptions import HttpResponseError, ServiceRequestError
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
         from azure.monitor.query import LogsQueryPartialResult
 
         attempt = 0
@@ -103,28 +117,76 @@ class LogAnalyticsBackend:
             except HttpResponseError as error:
                 status = error.status_code or 0
                 retry_after = _retry_after(error)
+                if status in (401, 403):
+                    raise QueryFailed(f"Log Analytics refused the app's identity ({status}): "
+                                      f"{error.message}") from error
+                if status == 504:
+                    raise BackendUnavailable("Log Analytics timed the query out",
+                                             retry_after or 60) from error
                 if status not in self.RETRYABLE:
-                    raise QueryFailed(f"Log Analytics rejected the query ({status})") from error
+                    raise QueryFailed(f"Log Analytics rejected the query ({status}): "
+                                      f"{error.message}") from error
                 if attempt > self.retries:
                     raise BackendUnavailable(
                         f"Log Analytics answered {status} {attempt} times",
                         retry_after or 30) from error
                 time.sleep(min(retry_after or self.backoff_s * 2 ** (attempt - 1)
                                * random.uniform(0.8, 1.2), 10))
-            except ServiceRequestError as error:  # DNS, refused, TLS, timeout
+            except (ServiceRequestError, ServiceResponseError) as error:
+                # DNS, refused, TLS, or no answer within the read timeout
                 if attempt > self.retries:
                     raise BackendUnavailable(f"Log Analytics unreachable: {error}") from error
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
         if isinstance(response, LogsQueryPartialResult):
             table = response.partial_data[0] if response.partial_data else None
-            reason = getattr(response.partial_error, "message", None) or "partial result"
-            partial = [reason]
+            partial = [_partial_reason(response.partial_error)]
         else:
             table = response.tables[0] if response.tables else None
             partial = []
         if table is None:
             return Answer([], [], partial)
-        return Answer(list(table.columns), [tuple(row) for row in table.rows], partial)
+        kinds = list(getattr(table, "columns_types", None) or [])
+        rows = [tuple(_value(v, kinds[i] if i < len(kinds) else None) for i, v in enumerate(row))
+                for row in table.rows]
+        return Answer(list(table.columns), rows, partial)
+
+
+_NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _value(value: Any, kind: str | None) -> Any:
+    """A cell as the local engine gives it: the SDK converts datetimes only."""
+    if kind == "real" and isinstance(value, str):
+        return _NON_FINITE.get(value, value)
+    if kind == "timespan" and isinstance(value, str):
+        return _timespan(value)
+    return value
+
+
+_TIMESPAN = re.compile(r"^(-)?(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)$")
+
+
+def _timespan(text: str) -> dt.timedelta | str:
+    """Kusto's `[-][d.]hh:mm:ss[.fffffff]`."""
+    match = _TIMESPAN.match(text)
+    if not match:
+        return text
+    sign, days, hours, minutes, seconds = match.groups()
+    span = dt.timedelta(days=int(days or 0), hours=int(hours), minutes=int(minutes),
+                        seconds=float(seconds))
+    return -span if sign else span
+
+
+def _partial_reason(error: Any) -> str:
+    """The service puts the real cause in details[].innererror; the SDK keeps the top."""
+    for detail in getattr(error, "details", None) or []:
+        inner = detail.get("innererror") if isinstance(detail, dict) else None
+        while isinstance(inner, dict) and inner.get("innererror"):
+            inner = inner["innererror"]
+        message = (inner or {}).get("message") if isinstance(inner, dict) else None
+        if message:
+            return str(message)
+    return getattr(error, "message", None) or "partial result"
 
 
 def _retry_after(error: Any) -> int | None:
