@@ -106,16 +106,22 @@ class AdminService:
             if answer.partial:
                 out["partial"] = True
                 out["partialReasons"].extend(f"{name}: {reason}" for reason in answer.partial)
-            rows[name] = [{k: _json(v) for k, v in row.items()} for row in answer.dicts()]
+            rows[name] = answer.rows
         return out, rows
 
     def run(self, name: str, f: Filters) -> Answer:
-        """One question, shared with identical requests within the cache's TTL."""
+        """One question, its rows as the API serves them (dicts of JSON values), shared
+        with identical requests within the cache's TTL. Cached rows are read, not changed."""
         values = f.values()
         key = (name, tuple(sorted((k, str(v)) for k, v in values.items())))
         text = queries.render(name, values)
-        return self.cache.get(key, lambda: self.backend.query(
-            text, values["_lookback_since"], f.until))
+
+        def ask() -> Answer:
+            answer = self.backend.query(text, values["_lookback_since"], f.until)
+            rows = [{k: _json(v) for k, v in row.items()} for row in answer.dicts()]
+            return Answer(answer.columns, rows, answer.partial)
+
+        return self.cache.get(key, ask)
 
 
 def _summary(integrations: list[dict[str, Any]]) -> dict[str, Any]:
