@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 from collections.abc import Sequence
@@ -22,6 +23,12 @@ _ARROW = {
     "string": pa.string(), "datetime": pa.timestamp("us"), "int": pa.int32(),
     "long": pa.int64(), "real": pa.float64(), "dynamic": pa.string(), "bool": pa.bool_(),
 }
+
+
+def _naive_utc(moment: Any) -> Any:
+    if getattr(moment, "tzinfo", None) is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment
 
 
 def default_path() -> str:
@@ -83,17 +90,36 @@ class TelemetryStore:
             cur.close()
         return len(rows)
 
-    def kql(self, query: str) -> QueryResult:
-        """Run KQL with duckdb-kql; the same text Log Analytics would run."""
+    def kql(self, query: str, *, timespan: tuple[Any, Any] | None = None,
+            now: Any = None) -> QueryResult:
+        """Run KQL with duckdb-kql; the same text Log Analytics would run.
+
+        `timespan` limits every table to [since, until], as the query API's timespan and an
+        alert rule's window do; `now` fixes what `now()` and `ago()` mean.
+        """
         cur = self.cursor()
         try:
-            relation = duckdb_kql.query(cur, query)
+            if timespan is not None:
+                self._limit_tables(cur, *timespan)
+            relation = duckdb_kql.query(cur, query, query_now=now)
             names = relation.columns
             kinds = [kusto_type(t) for t in relation.types]
             rows = relation.fetchall()
         finally:
             cur.close()
         return QueryResult(list(zip(names, kinds, strict=True)), rows)
+
+    @staticmethod
+    def _limit_tables(cur: duckdb.DuckDBPyConnection, since: Any, until: Any) -> None:
+        # Temporary views are private to this cursor and shadow the tables by name.
+        # A view cannot take parameters; the bounds are datetimes, formatted, never text.
+        database = cur.execute("SELECT current_database()").fetchone()[0]
+        low, high = (_naive_utc(m).strftime("%Y-%m-%d %H:%M:%S.%f") for m in (since, until))
+        for table in TABLES:
+            cur.execute(
+                f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT * FROM '
+                f'"{database}".main."{table}" WHERE "TimeGenerated" '
+                f"BETWEEN TIMESTAMP '{low}' AND TIMESTAMP '{high}'")
 
     def sql(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self.cursor()

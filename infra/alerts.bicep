@@ -1,0 +1,75 @@
+// Alerts alone, for an existing Log Analytics workspace: the action groups and one log search
+// alert rule per entry of infra/alert-rules.json, deployed into the current resource group.
+//
+//   az deployment group create -g <resource group> -f infra/alerts.bicep \
+//     -p workspaceName=<workspace> relayUrl=https://<relay>/api/alerts \
+//        relaySecret=<secret> alertEmails='["oncall@example.com"]' \
+//        runbookBaseUrl=https://github.com/<org>/<repo>/blob/main
+//
+// relaySecret is a secure parameter: pass it from a Key Vault reference in a parameters file or
+// from the environment, never from a committed file.
+
+targetScope = 'resourceGroup'
+
+@description('Name of the Log Analytics workspace the rules query.')
+param workspaceName string
+
+@description('Resource group of the workspace; the deployment\'s own by default.')
+param workspaceResourceGroup string = resourceGroup().name
+
+@description('The relay\'s https address, without the secret.')
+param relayUrl string
+
+@description('Shared secret the relay expects on its webhook.')
+@secure()
+param relaySecret string
+
+@description('Addresses that receive the critical alerts by email.')
+param alertEmails array = []
+
+@description('Base address of the runbooks (docs/runbooks/<id>.md is appended); empty keeps the repository path.')
+param runbookBaseUrl string = ''
+
+@description('Prefix of the rule and action group names.')
+@minLength(1)
+param namePrefix string = 'intmon'
+
+@description('Whether the alert rules are evaluated.')
+param enabled bool = true
+
+@description('Tags for every resource.')
+param tags object = {}
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
+  name: workspaceName
+  scope: resourceGroup(workspaceResourceGroup)
+}
+
+module actionGroups 'modules/action-groups.bicep' = {
+  name: '${namePrefix}-action-groups'
+  params: {
+    namePrefix: namePrefix
+    alertEmails: alertEmails
+    relayUrl: relayUrl
+    relaySecret: relaySecret
+    tags: tags
+  }
+}
+
+module alertRules 'modules/alert-rules.bicep' = {
+  name: '${namePrefix}-alert-rules'
+  params: {
+    workspaceId: workspace.id
+    location: workspace.location
+    criticalActionGroupId: actionGroups.outputs.criticalActionGroupId
+    notifyActionGroupId: actionGroups.outputs.notifyActionGroupId
+    runbookBaseUrl: runbookBaseUrl
+    enabled: enabled
+    namePrefix: namePrefix
+    tags: tags
+  }
+}
+
+output criticalActionGroupId string = actionGroups.outputs.criticalActionGroupId
+output notifyActionGroupId string = actionGroups.outputs.notifyActionGroupId
+output alertRuleIds array = alertRules.outputs.ruleIds
