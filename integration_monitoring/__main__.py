@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import sys
 
 
@@ -38,13 +40,15 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     configure_telemetry("integration-monitoring", prometheus=True)
     url = f"http://{args.host}:{args.port}"
+    # The relay needs a shared secret; locally the host makes one up for its own evaluator.
+    os.environ.setdefault("ALERT_RELAY_SECRET", secrets.token_urlsafe(24))
     get_logger("integration-monitoring").info("server.started", url=url)
 
     def stop() -> None:
         host.stop()
         shutdown_telemetry()
 
-    host.start()
+    host.start(relay_url=f"{url}/api/alerts/relay")
     print(f"""
   Integration monitoring, local host
     admin API docs   {url}/api/docs
@@ -57,6 +61,37 @@ def _serve(args: argparse.Namespace) -> int:
 """, file=sys.stderr, flush=True)
     uvicorn.run(create_app(on_shutdown=stop, host_status=host.status), host=args.host,
                 port=args.port, log_level="warning")
+    return 0
+
+
+def _evaluate_once(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    import duckdb
+
+    from .alerts import Evaluator, RelayPoster
+    from .store import open_store
+
+    try:
+        store = open_store()
+    except duckdb.IOException as error:
+        print(f"error: cannot open the local store ({error}); is `make run` holding it?",
+              file=sys.stderr)
+        return 1
+    evaluator = Evaluator(store, post=RelayPoster(args.relay) if args.relay else None)
+    now = dt.datetime.now(dt.UTC)
+    fired = 0
+    for rule in evaluator.rules:
+        measured = evaluator.measure(rule, now - rule.window, now)
+        for dims, value in sorted(measured.items(), key=lambda item: str(item[0])):
+            breached = rule.breached(value)
+            fired += breached
+            where = ", ".join(f"{k}={v}" for k, v in dims) or "-"
+            print(f"{'FIRING' if breached else 'ok    '} {rule.id:32s} {where:50s} "
+                  f"{rule.measure}={value} ({rule.operator} {rule.threshold:g})")
+    if args.relay:
+        evaluator.run_once(now)
+    print(f"{fired} firing", file=sys.stderr)
     return 0
 
 
@@ -80,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--integrations", type=_bounded(int, 1, 100_000), default=24)
     demo.add_argument("--live", action="store_true", help="keep running in real time")
     demo.add_argument("--quiet", action="store_true", help="no JSON lines on stdout")
+    alerts = commands.add_parser("alerts", help="alert rules")
+    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True)
+    evaluate = alert_commands.add_parser(
+        "evaluate", help="run every rule on the local store, as Azure Monitor would")
+    evaluate.add_argument("--once", action="store_true", required=True,
+                          help="evaluate each rule once, now (the local host runs them on "
+                               "their schedules)")
+    evaluate.add_argument("--relay", default=None,
+                          help="post firing alerts to this relay URL (secret from "
+                               "ALERT_RELAY_SECRET)")
     retention = commands.add_parser("retention", help="delete local telemetry older than N days")
     retention.add_argument("--days", type=float, default=None,
                            help="default: TELEMETRY_RETENTION_DAYS or 30")
@@ -102,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{result.counts.jobs_failed} failed, {result.counts.dead_lettered} "
               f"dead-lettered in {result.seconds:.1f} s", file=sys.stderr)
         return 0
+
+    if args.command == "alerts":
+        return _evaluate_once(args)
 
     if args.command == "retention":
         from .store import open_store, retention_days

@@ -15,6 +15,7 @@ from .admin import (
     backend_from_settings,
     install_error_handlers,
 )
+from .alerts._relay import relay_router
 from .telemetry import configured, current
 
 
@@ -51,6 +52,7 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     )
     install_error_handlers(app)
     app.include_router(admin_router(service))
+    app.include_router(relay_router())
 
     @app.get("/api/health", tags=["operations"])
     def health() -> dict[str, object]:

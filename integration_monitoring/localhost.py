@@ -37,12 +37,15 @@ class LocalHost:
         self._threads: list[threading.Thread] = []
         self.runs: dict[str, int] = {timer.name: 0 for timer in timers}
         self.demo_state = "off" if demo is None else "starting"
+        self.alert_tick_s = 15.0
 
-    def start(self) -> None:
+    def start(self, relay_url: str | None = None) -> None:
         for timer in self.timers:
             self._spawn(f"timer-{timer.name}", self._run_timer, timer)
         if self.demo is not None:
             self._spawn("demo-workload", self._run_demo, self.demo)
+        if relay_url is not None:
+            self._spawn("alert-evaluator", self._run_alerts, relay_url)
 
     def _spawn(self, name: str, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -81,9 +84,27 @@ class LocalHost:
             get_logger(HOST_SERVICE).error("demo.failed", error=str(exc),
                                            errorType=type(exc).__name__)
 
+    def _run_alerts(self, relay_url: str) -> None:
+        """Azure Monitor's part: every rule on its schedule, changes posted to the relay."""
+        from .alerts import Evaluator, RelayPoster
+        from .store import open_store
+
+        evaluator = Evaluator(open_store(), post=RelayPoster(relay_url))
+        self.evaluator = evaluator
+        while not self.stop_event.wait(self.alert_tick_s):
+            if self.demo_state not in ("live", "off", "stopped"):
+                continue  # history is still being written; alerts start with live data
+            try:
+                evaluator.run_due(dt.datetime.now(dt.UTC))
+            except Exception as exc:
+                get_logger(HOST_SERVICE).error("alerts.evaluation_failed", error=str(exc),
+                                               errorType=type(exc).__name__)
+
     def status(self) -> dict[str, object]:
         """What /api/health reports about the host's background work."""
-        return {"demo": self.demo_state, "timer_runs": dict(self.runs)}
+        evaluator = getattr(self, "evaluator", None)
+        return {"demo": self.demo_state, "timer_runs": dict(self.runs),
+                "alerts_active": len(evaluator.active()) if evaluator else None}
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self.stop_event.set()

@@ -60,6 +60,12 @@ class SharedQueries:
             flight.done.set()
         return flight.value
 
+    def forget(self, predicate: Callable[[Hashable], bool]) -> None:
+        """Drop cached answers whose key matches (after a write that changes them)."""
+        with self._lock:
+            for key in [k for k in self._entries if predicate(k)]:
+                del self._entries[key]
+
     def _store(self, key: Hashable, value: Any) -> None:
         now = self.clock()
         if len(self._entries) >= self.max_entries:

@@ -25,6 +25,7 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 INTEGRATION_STATUSES = ("active", "paused", "error", "healthy", "degraded", "failing", "stale")
 JOB_STATUSES = ("completed", "failed", "running")
+ALERT_STATES = ("active", "resolved")
 
 
 class FilterError(ValueError):
@@ -86,6 +87,7 @@ ENDPOINTS = {
     "sync-activity": Endpoint(COMMON | {"status", "q", "limit"}, JOB_STATUSES, 100),
     "errors": Endpoint(COMMON | {"q", "limit"}, default_limit=50),
     "performance": Endpoint(COMMON | {"limit"}, default_limit=50),
+    "alerts": Endpoint(COMMON | {"status", "q", "limit"}, ALERT_STATES),
     "stream": Endpoint(COMMON | {"status", "q", "limit"}, INTEGRATION_STATUSES + JOB_STATUSES),
 }
 

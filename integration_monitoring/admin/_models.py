@@ -217,3 +217,41 @@ class Performance(Envelope):
     queueDepthTrend: list[QueueDepthPoint]
     apiLatencyByAdapter: list[AdapterLatency]
     latencyNote: str
+
+
+class Alert(Model):
+    alertId: str
+    ruleId: str
+    title: str | None
+    severity: str | None
+    state: str
+    firedAt: str
+    resolvedAt: str | None
+    acknowledgedAt: str | None
+    acknowledgedBy: str | None
+    ackNote: str | None
+    tenantId: str | None
+    integrationId: str | None
+    adapterType: str | None
+    dimensions: dict[str, str]
+    value: float | None
+    threshold: float | None
+    operator: str | None
+    runbookUrl: str | None
+    dashboardUrl: str | None
+
+
+class Alerts(Envelope):
+    active: list[Alert]
+    alerts: list[Alert]
+
+
+class Acknowledgement(Model):
+    by: str = "anonymous"
+    note: str = ""
+
+
+class Acknowledged(Model):
+    alertId: str
+    acknowledgedBy: str
+    acknowledgedAt: str

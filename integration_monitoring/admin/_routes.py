@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from . import _models as m
@@ -82,8 +85,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
-    """The five endpoints. `service_factory` is called per request (it caches itself)."""
-    router = APIRouter(prefix=PREFIX, tags=["admin"], responses=_ERRORS)
+    """The five endpoints and the alerts. `service_factory` is called per request."""
+    router = APIRouter(tags=["admin"])
+    integrations = APIRouter(prefix=PREFIX, tags=["admin"], responses=_ERRORS)
     common = ("tenantId", "integrationId", "adapterType", "entity", "since", "until", "window")
 
     async def answer(request: Request, endpoint: str,
@@ -92,14 +96,14 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
         service = service_factory()
         return await run_in_threadpool(method, service, filters)
 
-    @router.get("/stats", response_model=m.Stats, openapi_extra={
+    @integrations.get("/stats", response_model=m.Stats, openapi_extra={
         "parameters": _parameters(*common, "limit")})
     async def stats(request: Request) -> dict[str, Any]:
         """System overview: integrations by status, jobs by status, top integrations by sync
         volume, and the failure-rate trend."""
         return await answer(request, "stats", AdminService.stats)
 
-    @router.get("/health", response_model=m.Health, openapi_extra={
+    @integrations.get("/health", response_model=m.Health, openapi_extra={
         "parameters": _parameters(*common, "status", "q")})
     async def health(request: Request) -> dict[str, Any]:
         """Per integration: status, last successful sync, sync frequency, error count,
@@ -107,25 +111,70 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
         paused)."""
         return await answer(request, "health", AdminService.health)
 
-    @router.get("/sync-activity", response_model=m.SyncActivity, openapi_extra={
+    @integrations.get("/sync-activity", response_model=m.SyncActivity, openapi_extra={
         "parameters": _parameters(*common, "status", "q", "limit")})
     async def sync_activity(request: Request) -> dict[str, Any]:
         """Jobs running now, the last `limit` jobs, records created/updated/failed, and the
         sync duration trend."""
         return await answer(request, "sync-activity", AdminService.sync_activity)
 
-    @router.get("/errors", response_model=m.Errors, openapi_extra={
+    @integrations.get("/errors", response_model=m.Errors, openapi_extra={
         "parameters": _parameters(*common, "q", "limit")})
     async def errors(request: Request) -> dict[str, Any]:
         """Recent errors by integration, the failure-rate trend, top error types, and failed
         jobs."""
         return await answer(request, "errors", AdminService.errors)
 
-    @router.get("/performance", response_model=m.Performance, openapi_extra={
+    @integrations.get("/performance", response_model=m.Performance, openapi_extra={
         "parameters": _parameters(*common, "limit")})
     async def performance(request: Request) -> dict[str, Any]:
         """Average sync duration by integration, records per second, queue depth trend, and
         API latency by adapter."""
         return await answer(request, "performance", AdminService.performance)
 
+    router.include_router(integrations)
+    alerts = APIRouter(prefix="/api/admin/alerts", tags=["alerts"], responses=_ERRORS)
+
+    @alerts.get("", response_model=m.Alerts, openapi_extra={
+        "parameters": _parameters(*common, "status", "q", "limit")})
+    async def list_alerts(request: Request) -> dict[str, Any]:
+        """Active alerts and alert history (from the relay's alert.fired / alert.resolved
+        events), with acknowledgements; `status` is active or resolved."""
+        return await answer(request, "alerts", AdminService.alerts)
+
+    @alerts.post("/{alert_id}/ack", response_model=m.Acknowledged,
+                 responses={404: {"model": m.ErrorBody, "description": "no such alert"}})
+    async def acknowledge(alert_id: str, request: Request) -> Any:
+        """Acknowledge an alert; recorded as an `alert.acknowledged` event."""
+        if not _ALERT_ID.match(alert_id):
+            raise FilterError("alert_id", "not an alert id")
+        body = await _json_body(request)
+        try:
+            ack = m.Acknowledgement.model_validate(body) if body else m.Acknowledgement()
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise FilterError(".".join(map(str, first["loc"])) or "body",
+                              first["msg"]) from None
+        if len(ack.by) > 100 or len(ack.note) > 500:
+            raise FilterError("note" if len(ack.note) > 500 else "by", "too long")
+        done = await run_in_threadpool(service_factory().acknowledge, alert_id, ack.by,
+                                       ack.note)
+        if done is None:
+            return error_response(404, "not_found", f"no alert {alert_id!r}", "alert_id")
+        return done
+
+    router.include_router(alerts)
     return router
+
+
+_ALERT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise FilterError("body", "the body must be JSON") from None

@@ -91,6 +91,31 @@ class AdminService:
         out["latencyNote"] = LATENCY_NOTE
         return out
 
+    def alerts(self, f: Filters) -> dict[str, Any]:
+        out, rows = self._answer(f, "alerts")
+        alerts = [_alert(row) for row in rows["alerts"]]
+        out["active"] = [a for a in alerts if a["state"] == "active"]
+        out["alerts"] = alerts[: f.limit]
+        return out
+
+    def acknowledge(self, alert_id: str, by: str, note: str) -> dict[str, Any] | None:
+        """Record `alert.acknowledged`; None when no such alert was fired."""
+        from ..telemetry import current, get_logger
+
+        f = Filters(since=_now() - dt.timedelta(minutes=1), until=_now(),
+                    bucket=dt.timedelta(minutes=1), q="")
+        known = {row["alertId"]: row for row in self.run("alerts", f).rows}
+        alert = known.get(alert_id)
+        if alert is None:
+            return None
+        get_logger("admin-api").info(
+            "alert.acknowledged", tenant_id=alert["tenantId"],
+            integration_id=alert["integrationId"], alertId=alert_id, ruleId=alert["ruleId"],
+            acknowledgedBy=by, note=note)
+        current().flush(timeout_millis=5000)
+        self.cache.forget(lambda key: key[0] == "alerts")
+        return {"alertId": alert_id, "acknowledgedBy": by, "acknowledgedAt": _json(_now())}
+
     # -- plumbing -------------------------------------------------------------------------
 
     def _answer(self, f: Filters, *questions: str | tuple[str, Filters]
@@ -122,6 +147,23 @@ class AdminService:
             return Answer(answer.columns, rows, answer.partial)
 
         return self.cache.get(key, ask)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _alert(row: dict[str, Any]) -> dict[str, Any]:
+    """An alert row with its dimensions as an object (they travel as JSON text)."""
+    import json
+
+    alert = dict(row)
+    try:
+        dimensions = json.loads(row.get("dimensions") or "{}")
+    except ValueError:
+        dimensions = {}
+    alert["dimensions"] = dimensions if isinstance(dimensions, dict) else {}
+    return alert
 
 
 def _summary(integrations: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,485 @@
+"""Deliver an alert notice to its rule's channels: Slack, PagerDuty, and (by Azure) e-mail.
+
+    deliverer = Deliverer.from_env()
+    report = deliverer.deliver(parse_alert(body), rule_by_id(...))
+    report.summary()  # {"alertId", "ruleId", "condition", "duplicate", "channels": {...}}
+
+- **email** is sent by the Azure action group itself; the relay only records it.
+- **slack**: an incoming webhook (`SLACK_WEBHOOK_URL`) gets a Block Kit message.
+- **pagerduty**: the Events API v2 (`PAGERDUTY_ROUTING_KEY`, `PAGERDUTY_EVENTS_URL`) gets a
+  `trigger` on Fired and a `resolve` on Resolved, under one `dedup_key` per rule and
+  dimension values, so a Resolved closes the incident its Fired opened.
+
+A channel whose setting is unset is off: recorded as skipped, not as an error. Each channel is
+retried on 408/429/5xx and connection errors with exponential backoff (honouring Retry-After),
+within a bounded number of attempts and a time budget, on its own thread, so one failing
+channel neither stops nor delays the others beyond the budget. The default budget (8 s) keeps a
+synchronous relay under the 10 s an action group waits for its first webhook call.
+
+Every step is a telemetry event of the `alert-relay` service; together they are the alert
+history: `alert.fired` / `alert.resolved` (once per notice), `alert.delivered`,
+`alert.delivery_retry`, `alert.delivery_failed`, `alert.duplicate_dropped` and
+`alert.channel_skipped`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import datetime as dt
+import email.utils
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from ..telemetry import get_logger
+from ._payload import AlertNotice, dimensions_key, format_number
+from ._rules import AlertRule
+
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+DEFAULT_DASHBOARD_URL = "http://127.0.0.1:7071"
+#: Dimensions the dashboard filters on, in its query-string names.
+DASHBOARD_FILTERS = ("integrationId", "tenantId", "adapterType")
+#: Dimensions copied into every event as flat metadata keys so KQL can filter on them
+#: (integrationId and tenantId go to the event's top level, where the schema has them).
+FLAT_DIMENSIONS = ("adapterType", "queue")
+CHANNELS = ("email", "slack", "pagerduty")
+RETRYABLE = frozenset({408, 429})
+#: Azure's severity names, shown beside SevN.
+SEVERITY_NAMES = ("Critical", "Error", "Warning", "Informational", "Verbose")
+PAGERDUTY_SEVERITY = ("critical", "critical", "error", "warning", "info")
+SUMMARY_LIMIT = 1024  # PagerDuty payload.summary
+DEDUP_KEY_LIMIT = 255  # PagerDuty dedup_key
+_OPERATOR_SYMBOLS = {"GreaterThan": ">", "GreaterThanOrEqual": "≥", "LessThan": "<",
+                     "LessThanOrEqual": "≤", "Equal": "=", "GreaterOrLessThan": "≷"}
+_FIRED_COLOURS = ("#B01E3C", "#E01E5A", "#F2952F", "#ECB22E", "#439FE0")
+_RESOLVED_COLOUR = "#2EB67D"
+
+log = get_logger("alert-relay")
+
+
+@dataclass
+class ChannelOutcome:
+    """What happened on one channel: delivered, failed, skipped, duplicate or action_group."""
+
+    channel: str
+    status: str
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass
+class DeliveryReport:
+    """The outcome of delivering one notice to every channel of its rule."""
+
+    alert_id: str
+    rule_id: str
+    condition: str
+    duplicate: bool
+    outcomes: dict[str, ChannelOutcome] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The relay's JSON answer."""
+        return {
+            "alertId": self.alert_id, "ruleId": self.rule_id, "condition": self.condition,
+            "duplicate": self.duplicate,
+            "channels": {name: o.status for name, o in self.outcomes.items()},
+            "errors": {name: o.error for name, o in self.outcomes.items()
+                       if o.status == "failed" and o.error},
+        }
+
+
+class SeenKeys:
+    """Keys remembered for a while: an in-memory TTL set, bounded in size.
+
+    It lives in one process, so idempotency holds per instance only: with several relay
+    instances (Functions scale-out, or a restart) an action group retry that lands on another
+    instance is delivered again. Slack would then show the message twice; PagerDuty still
+    folds it into the same incident through the dedup_key. A shared store (Table Storage,
+    Redis) would be needed to make it exact across instances.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._expiry: OrderedDict[tuple[str, ...], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claim(self, key: tuple[str, ...]) -> bool:
+        """True the first time `key` is claimed within the TTL, False afterwards."""
+        with self._lock:
+            now = self._clock()
+            while self._expiry and next(iter(self._expiry.values())) <= now:
+                self._expiry.popitem(last=False)
+            if key in self._expiry:
+                return False
+            self._expiry[key] = now + self.ttl
+            while len(self._expiry) > self.max_entries:
+                self._expiry.popitem(last=False)
+            return True
+
+    def release(self, key: tuple[str, ...]) -> None:
+        """Forget `key`, so that the next claim succeeds (a failed delivery may be retried)."""
+        with self._lock:
+            self._expiry.pop(key, None)
+
+
+class Deliverer:
+    """Sends notices to Slack and PagerDuty; long-lived (it remembers what it delivered)."""
+
+    def __init__(self, *, slack_webhook_url: str | None = None,
+                 pagerduty_routing_key: str | None = None,
+                 pagerduty_events_url: str | None = None,
+                 dashboard_base_url: str | None = None,
+                 timeout: float = 4.0, max_attempts: int = 4, backoff_base: float = 0.5,
+                 backoff_cap: float = 4.0, budget: float = 8.0, dedup_ttl: float = 86_400.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.slack_webhook_url = slack_webhook_url or None
+        self.pagerduty_routing_key = pagerduty_routing_key or None
+        self.pagerduty_events_url = pagerduty_events_url or PAGERDUTY_EVENTS_URL
+        self.dashboard_base_url = (dashboard_base_url or DEFAULT_DASHBOARD_URL).rstrip("/")
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.budget = budget
+        self._sleep = sleep
+        self._clock = clock
+        self._notices = SeenKeys(dedup_ttl, clock=clock)
+        self._sent = SeenKeys(dedup_ttl, clock=clock)
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False,
+                                    headers={"User-Agent": "integration-monitoring-alert-relay"})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> Deliverer:
+        """Settings from SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, PAGERDUTY_EVENTS_URL and
+        DASHBOARD_BASE_URL; keyword options (timeouts, backoff) pass through."""
+        env = os.environ if env is None else env
+        return cls(slack_webhook_url=env.get("SLACK_WEBHOOK_URL", "").strip(),
+                   pagerduty_routing_key=env.get("PAGERDUTY_ROUTING_KEY", "").strip(),
+                   pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", "").strip(),
+                   dashboard_base_url=env.get("DASHBOARD_BASE_URL", "").strip(), **options)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def deliver(self, notice: AlertNotice, rule: AlertRule) -> DeliveryReport:
+        """Send `notice` to each of `rule.channels` once; never raises for a channel's failure."""
+        first = self._notices.claim((notice.alert_id, notice.condition))
+        report = DeliveryReport(notice.alert_id, rule.id, notice.condition, duplicate=not first)
+        where = self._where(notice)
+        if first:
+            self._record_notice(notice, rule, where)
+        sends: dict[str, Callable[[], ChannelOutcome]] = {}
+        for channel in rule.channels:
+            if channel == "email":
+                report.outcomes[channel] = ChannelOutcome(channel, "action_group")
+                self._event("info", "alert.channel_skipped", notice, where, channel=channel,
+                            reason="handled by action group")
+                continue
+            target = self._target(channel)
+            if target is None:
+                setting = {"slack": "SLACK_WEBHOOK_URL",
+                           "pagerduty": "PAGERDUTY_ROUTING_KEY"}.get(channel, channel)
+                report.outcomes[channel] = ChannelOutcome(channel, "skipped")
+                self._event("info", "alert.channel_skipped", notice, where, channel=channel,
+                            reason=f"{setting} is not set")
+                continue
+            if not self._sent.claim((notice.alert_id, notice.condition, channel)):
+                report.outcomes[channel] = ChannelOutcome(channel, "duplicate")
+                self._event("info", "alert.duplicate_dropped", notice, where, channel=channel)
+                continue
+            sends[channel] = self._sender(channel, notice, rule)
+        report.outcomes.update(self._run(sends, notice, where))
+        report.outcomes = {c: report.outcomes[c] for c in rule.channels if c in report.outcomes}
+        return report
+
+    def _target(self, channel: str) -> str | None:
+        if channel == "slack":
+            return self.slack_webhook_url
+        if channel == "pagerduty":
+            return self.pagerduty_events_url if self.pagerduty_routing_key else None
+        return None
+
+    def _sender(self, channel: str, notice: AlertNotice,
+                rule: AlertRule) -> Callable[[], ChannelOutcome]:
+        if channel == "slack":
+            url, body = self.slack_webhook_url or "", self.slack_message(notice, rule)
+        else:
+            url, body = self.pagerduty_events_url, self.pagerduty_event(notice, rule)
+        return lambda: self._post(channel, url, body, notice)
+
+    def _run(self, sends: dict[str, Callable[[], ChannelOutcome]], notice: AlertNotice,
+             where: dict[str, Any]) -> dict[str, ChannelOutcome]:
+        """Each channel on its own thread; an exception in one is that channel's failure."""
+        outcomes: dict[str, ChannelOutcome] = {}
+        if not sends:
+            return outcomes
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(sends),
+                                                   thread_name_prefix="alert-relay") as pool:
+            futures = {channel: pool.submit(contextvars.copy_context().run, send)
+                       for channel, send in sends.items()}
+            for channel, future in futures.items():
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # a bug in a builder must not sink the other channel
+                    outcome = ChannelOutcome(channel, "failed", 0, f"{type(exc).__name__}: {exc}")
+                outcomes[channel] = outcome
+                if outcome.status == "delivered":
+                    self._event("info", "alert.delivered", notice, where, channel=channel,
+                                attempts=outcome.attempts)
+                else:
+                    self._sent.release((notice.alert_id, notice.condition, channel))
+                    self._event("error", "alert.delivery_failed", notice, where,
+                                channel=channel, attempts=outcome.attempts, error=outcome.error)
+        return outcomes
+
+    def _post(self, channel: str, url: str, body: dict[str, Any],
+              notice: AlertNotice) -> ChannelOutcome:
+        """POST with retries on 408/429/5xx and transport errors, within attempts and budget."""
+        deadline = self._clock() + self.budget
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - self._clock()
+            retry_after: float | None = None
+            try:
+                response = self._client.post(
+                    url, json=body, timeout=max(0.05, min(self.timeout, remaining)))
+            except httpx.TransportError as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                if response.is_success:
+                    return ChannelOutcome(channel, "delivered", attempt)
+                error = f"HTTP {response.status_code}: {response.text.strip()[:200]}"
+                if response.status_code not in RETRYABLE and response.status_code < 500:
+                    return ChannelOutcome(channel, "failed", attempt, error)
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+            if attempt >= self.max_attempts:
+                return ChannelOutcome(channel, "failed", attempt,
+                                      f"{error} (gave up after {attempt} attempts)")
+            delay = retry_after if retry_after is not None else min(
+                self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+            if self._clock() + delay >= deadline:
+                return ChannelOutcome(channel, "failed", attempt,
+                                      f"{error} (gave up: retrying in {delay:g}s would pass the "
+                                      f"{self.budget:g}s delivery budget)")
+            self._event("warn", "alert.delivery_retry", notice, self._where(notice),
+                        channel=channel, attempt=attempt, delay_seconds=round(delay, 3),
+                        error=error)
+            self._sleep(delay)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def dashboard_url(self, dimensions: Mapping[str, str]) -> str:
+        """The dashboard filtered to the affected integration, tenant and adapter type."""
+        query = {k: dimensions[k] for k in DASHBOARD_FILTERS if dimensions.get(k)}
+        return f"{self.dashboard_base_url}/dashboard" + (f"?{urlencode(query)}" if query else "")
+
+    def slack_message(self, notice: AlertNotice, rule: AlertRule) -> dict[str, Any]:
+        """An incoming-webhook body: Block Kit blocks, a plain `text` fallback and a colour bar."""
+        fired = notice.fired
+        severity = f"{notice.severity_name} ({SEVERITY_NAMES[notice.severity]})"
+        emoji = (":rotating_light:" if notice.severity <= 1 else
+                 ":warning:" if notice.severity == 2 else ":information_source:") \
+            if fired else ":white_check_mark:"
+        state = "FIRING" if fired else "RESOLVED"
+        header = _clip(f"{emoji} {state} · {notice.severity_name} · {rule.title}", 150)
+        runbook = rule.runbook_url()
+        dashboard = self.dashboard_url(notice.dimensions)
+        comparison = _comparison(notice, rule)
+        when = (f"Fired {_human_time(notice.fired_at)}" if fired else
+                f"Resolved {_human_time(notice.resolved_at or notice.fired_at)} "
+                f"(fired {_human_time(notice.fired_at)})")
+        where = "\n".join(f"• {_esc(k)}: `{_esc(v)}`" for k, v in notice.dimensions.items()) \
+            or "—"
+        summary = (f"*{_esc(rule.title)}*: {_esc(rule.description)}" if fired else
+                   f"*{_esc(rule.title)}* is back within its threshold.")
+        links = [_link(runbook, ":book: Runbook"),
+                 _link(dashboard, ":bar_chart: Dashboard" + _filter_text(notice.dimensions))]
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _clip(summary, 3000)}},
+            {"type": "section", "fields": [
+                {"type": "mrkdwn", "text": f"*Severity*\n{severity}"},
+                {"type": "mrkdwn", "text": f"*Status*\n{when}"},
+                {"type": "mrkdwn", "text": f"*Rule*\n{_esc(rule.title)} (`{_esc(rule.id)}`)"},
+                {"type": "mrkdwn", "text": f"*Value vs threshold*\n{_esc(comparison)}"},
+                {"type": "mrkdwn", "text": _clip(f"*Where*\n{where}", 2000)},
+            ]},
+            {"type": "section", "text": {"type": "mrkdwn", "text": "   ".join(links)}},
+        ]
+        footer = (f"Alert `{_esc(notice.alert_id.rsplit('/', 1)[-1])}` · "
+                  f"{_esc(notice.monitoring_service or notice.signal_type)} · "
+                  f"window {_window_text(notice, rule)}")
+        plain_where = ", ".join(f"{k}={v}" for k, v in notice.dimensions.items()) or "-"
+        text = (f"[{state}] {notice.severity_name} {rule.title}: {comparison} ({plain_where}). "
+                f"Runbook: {runbook} Dashboard: {dashboard}")
+        return {
+            "text": _esc(text),
+            "blocks": blocks,
+            "attachments": [{
+                "color": _FIRED_COLOURS[notice.severity] if fired else _RESOLVED_COLOUR,
+                "blocks": [{"type": "context",
+                            "elements": [{"type": "mrkdwn", "text": _clip(footer, 3000)}]}],
+            }],
+        }
+
+    def dedup_key(self, notice: AlertNotice) -> str:
+        """One key per rule and dimension values: a Resolved closes what its Fired opened."""
+        return f"{notice.rule_id}:{dimensions_key(notice.rule_id, notice.dimensions)[:40]}"[
+            :DEDUP_KEY_LIMIT]
+
+    def pagerduty_event(self, notice: AlertNotice, rule: AlertRule) -> dict[str, Any]:
+        """An Events API v2 body: `trigger` with the full payload, or a bare `resolve`."""
+        event: dict[str, Any] = {
+            "routing_key": self.pagerduty_routing_key or "",
+            "event_action": "trigger" if notice.fired else "resolve",
+            "dedup_key": self.dedup_key(notice),
+        }
+        if not notice.fired:
+            return event  # PagerDuty needs only the key to resolve
+        dims = notice.dimensions
+        runbook = rule.runbook_url()
+        dashboard = self.dashboard_url(dims)
+        plain_where = ", ".join(f"{k}={v}" for k, v in dims.items())
+        summary = f"[{notice.severity_name}] {rule.title}: {_comparison(notice, rule)}" + (
+            f" ({plain_where})" if plain_where else "")
+        links = [{"href": dashboard, "text": "Dashboard" + _filter_text(dims)}]
+        if _absolute(runbook):
+            links.insert(0, {"href": runbook, "text": f"Runbook: {rule.title}"})
+        event.update({
+            "payload": {
+                "summary": _clip(summary, SUMMARY_LIMIT),
+                "source": plain_where or "integration-monitoring",
+                "severity": PAGERDUTY_SEVERITY[notice.severity],
+                "timestamp": notice.fired_at.astimezone(dt.UTC).isoformat(
+                    timespec="milliseconds").replace("+00:00", "Z"),
+                "component": dims.get("adapterType") or dims.get("queue")
+                or dims.get("integrationId") or rule.measure,
+                "group": dims.get("tenantId") or "integration-monitoring",
+                "class": rule.id,
+                "custom_details": {
+                    "rule": rule.id, "description": rule.description,
+                    "dimensions": dict(dims), "measure": rule.measure,
+                    "value": notice.value, "threshold": notice.threshold,
+                    "operator": notice.operator, "runbook": runbook, "dashboard": dashboard,
+                    "alertId": notice.alert_id,
+                },
+            },
+            "client": "integration-monitoring alert relay",
+            "client_url": dashboard,
+            "links": links,
+        })
+        return event
+
+    # -- telemetry --------------------------------------------------------------------------
+
+    @staticmethod
+    def _where(notice: AlertNotice) -> dict[str, Any]:
+        dims = notice.dimensions
+        flat = {k: dims[k] for k in FLAT_DIMENSIONS if dims.get(k)}
+        return {"tenant_id": dims.get("tenantId") or None,
+                "integration_id": dims.get("integrationId") or None, **flat}
+
+    def _record_notice(self, notice: AlertNotice, rule: AlertRule,
+                       where: dict[str, Any]) -> None:
+        operation = "alert.fired" if notice.fired else "alert.resolved"
+        self._event("warn" if notice.fired else "info", operation, notice, where,
+                    rule_name=notice.rule_name, title=rule.title,
+                    dimensions=dict(notice.dimensions), value=notice.value,
+                    threshold=notice.threshold, operator=notice.operator,
+                    runbook_url=rule.runbook_url(),
+                    dashboard_url=self.dashboard_url(notice.dimensions),
+                    fired_at=notice.fired_at, resolved_at=notice.resolved_at,
+                    channels=list(rule.channels))
+
+    @staticmethod
+    def _event(level: str, operation: str, notice: AlertNotice, where: dict[str, Any],
+               **metadata: Any) -> None:
+        log.log(level, operation, where["tenant_id"], where["integration_id"], {
+            "ruleId": notice.rule_id, "alertId": notice.alert_id,
+            "severity": notice.severity_name, "condition": notice.condition,
+            **{k: v for k, v in where.items() if k not in ("tenant_id", "integration_id")},
+            **{_camel(k): v for k, v in metadata.items()},
+        })
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def _comparison(notice: AlertNotice, rule: AlertRule) -> str:
+    operator = notice.operator or rule.operator
+    threshold = notice.threshold if notice.threshold is not None else rule.threshold
+    symbol = _OPERATOR_SYMBOLS.get(operator, operator)
+    return (f"{rule.measure} = {format_number(notice.value)} "
+            f"(alerts when {symbol} {format_number(threshold)})")
+
+
+def _window_text(notice: AlertNotice, rule: AlertRule) -> str:
+    if notice.window_start and notice.window_end:
+        return f"{_human_time(notice.window_start)} – {_human_time(notice.window_end)}"
+    return f"{int(rule.window.total_seconds() // 60)} min"
+
+
+def _human_time(moment: dt.datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _filter_text(dimensions: Mapping[str, str]) -> str:
+    shown = [f"{k}={dimensions[k]}" for k in DASHBOARD_FILTERS if dimensions.get(k)]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _absolute(url: str) -> bool:
+    return url.startswith(("https://", "http://"))
+
+
+def _link(url: str, label: str) -> str:
+    """A mrkdwn link; a relative runbook path (RUNBOOK_BASE_URL unset) is shown as code."""
+    if _absolute(url):
+        return f"<{_esc(url)}|{_esc(label)}>"
+    return f"{_esc(label)}: `{_esc(url)}`"
+
+
+def _esc(text: str) -> str:
+    """Slack's three control characters, escaped as its docs require."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
