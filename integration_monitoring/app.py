@@ -15,19 +15,22 @@ from .admin import (
     backend_from_settings,
     install_error_handlers,
 )
-from .alerts._relay import relay_router
+from .alerts._delivery import Deliverer
+from .alerts._relay import default_deliverer, relay_router
 from .telemetry import configured, current
 
 
 def create_app(on_shutdown: Callable[[], None] | None = None,
                host_status: Callable[[], dict[str, object]] | None = None,
-               backend: Backend | None = None) -> FastAPI:
+               backend: Backend | None = None,
+               deliverer_factory: Callable[[], Deliverer] | None = None) -> FastAPI:
     """Build the admin app; telemetry should be configured before (see `__main__`).
 
     `on_shutdown` runs when the server stops gracefully (uvicorn re-raises SIGTERM after
     its shutdown, so `finally` blocks and atexit hooks would not run). `host_status` adds
     the local host's background work to /api/health. The admin queries run on `backend`,
     by default Log Analytics when LOG_ANALYTICS_WORKSPACE_ID is set, else the local store.
+    The alert relay delivers through `deliverer_factory` (default: from the environment).
     """
     services: list[AdminService] = []
 
@@ -52,7 +55,7 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     )
     install_error_handlers(app)
     app.include_router(admin_router(service))
-    app.include_router(relay_router())
+    app.include_router(relay_router(deliverer_factory or default_deliverer))
 
     @app.get("/api/health", tags=["operations"])
     def health() -> dict[str, object]:

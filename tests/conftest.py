@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +40,18 @@ def log_schema() -> dict:
     """The seed's log event format as a JSON Schema."""
     path = ROOT / "integration_monitoring" / "schemas" / "log-event.schema.json"
     return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def pagerduty_request_schema() -> dict[str, Any]:
+    """The enqueue operation's request body schema, with the document's components to resolve
+    its `$ref`s (`#/components/schemas/Payload`, `Links`, `Images`)."""
+    path = (Path(__file__).resolve().parents[2] / "shared" / "schemas"
+            / "pagerduty-events-v2.openapi.json")
+    if not path.exists():
+        pytest.skip(f"{path} is not on this machine")
+    document = json.loads(path.read_text())
+    operation = document["paths"]["/enqueue"]["post"]
+    assert operation["operationId"] == "createV2Event"
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}

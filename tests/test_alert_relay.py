@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,21 +36,6 @@ T0 = dt.datetime(2025, 3, 4, 10, 15, 30, 123456, tzinfo=dt.UTC)
 
 
 # -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pagerduty_request_schema() -> dict[str, Any]:
-    """The enqueue operation's request body schema, with the document's components to resolve
-    its `$ref`s (`#/components/schemas/Payload`, `Links`, `Images`)."""
-    path = (Path(__file__).resolve().parents[2] / "shared" / "schemas"
-            / "pagerduty-events-v2.openapi.json")
-    if not path.exists():
-        pytest.skip(f"{path} is not on this machine")
-    document = json.loads(path.read_text())
-    operation = document["paths"]["/enqueue"]["post"]
-    assert operation["operationId"] == "createV2Event"
-    schema = operation["requestBody"]["content"]["application/json"]["schema"]
-    return {**schema, "components": document["components"]}
 
 
 @pytest.fixture

@@ -73,10 +73,15 @@ def run(store, rule_id, periods):
 
 @pytest.mark.parametrize(("rule_id", "below", "above", "recovered", "dimensions", "value"), [
     ("high-sync-failure-rate",
-     lambda at: jobs(at, "zendesk", 9, 1),
-     lambda at: jobs(at, "zendesk", 8, 2),
+     lambda at: jobs(at, "zendesk", 27, 3),
+     lambda at: jobs(at, "zendesk", 24, 6),
      lambda at: jobs(at, "zendesk", 10, 0),
      {"adapterType": "zendesk"}, 20.0),
+    ("high-sync-failure-rate",
+     lambda at: jobs(at, "pipedrive", 4, 2),
+     lambda at: jobs(at, "pipedrive", 12, 3),
+     lambda at: jobs(at, "pipedrive", 3, 2),
+     {"adapterType": "pipedrive"}, 20.0),
     ("service-bus-queue-backlog",
      lambda at: [metric(at - dt.timedelta(minutes=1), "service_bus_queue_depth", 100,
                         queue="sync-jobs")],

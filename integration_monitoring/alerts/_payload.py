@@ -260,7 +260,9 @@ def parse_alert(body: Any) -> AlertNotice:
     essentials = _object(data, "essentials", "data.essentials")
     context = _object(data, "alertContext", "data.alertContext")
 
-    alert_id = _text(essentials, "alertId", "data.essentials")
+    # Azure's ids are resource paths; the last segment (a GUID) identifies the alert in our
+    # events and URLs.
+    alert_id = _text(essentials, "alertId", "data.essentials").rstrip("/").rsplit("/", 1)[-1]
     alert_rule = _text(essentials, "alertRule", "data.essentials")
     severity = _severity(essentials.get("severity"))
     condition = essentials.get("monitorCondition")

@@ -309,19 +309,24 @@ class Workload:
         return CredentialsExpired("Refresh token expired: reconnect required")
 
     def incidents(self) -> Generator[float, None, None]:
-        """The scripted storm and pause; later, random incidents while running live."""
+        """The scripted pause and storm; later, random storms while running live. A run that
+        resumes after them keeps their outcome without playing them again."""
         timeline = self.timeline
-        yield max(0.0, (timeline.pause_at - self.sim.now_ns) / SECOND)
+        resumed_after = self.sim.now_ns
+        if timeline.pause_at >= resumed_after:
+            yield (timeline.pause_at - self.sim.now_ns) / SECOND
         for integration in self.world.with_quirk("paused_later"):
             key = integration.integration_id
             if self.status[key] == "active":
-                integration_status_changed(
-                    tenant_id=integration.tenant_id, integration_id=key, status="paused",
-                    previous="active", adapter_type=integration.adapter_type,
-                    reason="Paused by tenant admin", telemetry=self.t)
+                if timeline.pause_at >= resumed_after:
+                    integration_status_changed(
+                        tenant_id=integration.tenant_id, integration_id=key, status="paused",
+                        previous="active", adapter_type=integration.adapter_type,
+                        reason="Paused by tenant admin", telemetry=self.t)
                 self.status[key] = "paused"
-        yield max(0.0, (timeline.storm_at - self.sim.now_ns) / SECOND)
-        self.storm()
+        if timeline.storm_at >= resumed_after:
+            yield (timeline.storm_at - self.sim.now_ns) / SECOND
+            self.storm()
         while True:  # live: now and then, another storm
             yield 1800.0
             if self.rng.random() < 0.2:
@@ -334,7 +339,8 @@ class Workload:
             return
         tenant = self.rng.choice(active).tenant_id
         targets = [i for i in active if i.tenant_id == tenant]
-        for _ in range(max(150, 4 * len(self.world.integrations))):
+        # Enough work to keep every worker busy for minutes: the queue visibly backs up.
+        for _ in range(max(600, 25 * len(self.world.integrations))):
             integration = self.rng.choice(targets)
             self.enqueue(integration, self.rng.choice(integration.entities), "webhook")
 

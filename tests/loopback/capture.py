@@ -69,6 +69,11 @@ class CaptureServer:
 
     # -- faults and results ---------------------------------------------------------------
 
+    def heal(self) -> None:
+        """Drop any failures still queued: answer normally from now on."""
+        with self._lock:
+            self._failures.clear()
+
     def fail_next(self, times: int, status: int = 500, retry_after: str | None = None) -> None:
         """Answer the next `times` requests with `status` (and Retry-After, when given)."""
         with self._lock:
