@@ -40,6 +40,7 @@ from typing import Any
 from . import _pipelines as pl
 from . import _scenario as sc
 from ._admin import part_admin, print_admin
+from ._alerting import part_alerting, print_alerting
 from ._ingest import part_ingest, print_ingest, store_path
 from ._report import conditions, cpu_times, environment, header, table, us
 from ._timing import Variant, distribution, measure, paced, ratio
@@ -675,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
             size = {k: results["ingest"][k] for k in ("hours", "tenants", "integrations")}
             results["admin"] = part_admin(str(store_path(workdir)), args.quick, size)
             print_admin(results["admin"])
+    results["alerting"] = part_alerting(args.quick)
+    print_alerting(results["alerting"])
     results["sdk_messages"] = dict(messages.counts)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["conditions"] = cond = conditions(cpu_before, cpu_times())
