@@ -53,6 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
   Integration monitoring, local host
     admin API docs   {url}/api/docs
     health           {url}/api/health
+    alerts           {url}/api/admin/alerts
     metrics          {url}/metrics
     telemetry store  {default_path()}
     demo workload    {"off" if demo is None else f"{demo.integrations} integrations, "
