@@ -4,9 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean venv
+VENDOR := dashboard/vendor/chart.umd.js
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test lint bench clean venv screenshot
 
 venv: $(STAMP)
+
+# Front-end dependencies from the npm registry, served by the app (no CDN).
+$(VENDOR): dashboard/package.json dashboard/package-lock.json
+	cd dashboard && npm ci --no-audit --no-fund --silent
+	mkdir -p dashboard/vendor
+	cp dashboard/node_modules/chart.js/dist/chart.umd.js $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +27,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $@
 
-run: $(STAMP)
+run: $(STAMP) $(VENDOR)
 	$(BIN)/python -m integration_monitoring serve
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto
 
@@ -28,5 +41,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Regenerates docs/dashboard.png from the local app with demo data.
+screenshot: $(STAMP) $(VENDOR) $(CHROMIUM)
+	$(BIN)/python -m tests.screenshot docs/dashboard.png
+
 clean:
-	rm -rf $(VENV) .data .pytest_cache
+	rm -rf $(VENV) .data .pytest_cache dashboard/node_modules dashboard/vendor

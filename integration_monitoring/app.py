@@ -15,6 +15,7 @@ from .admin import (
     backend_from_settings,
     install_error_handlers,
 )
+from .admin._dashboard import dashboard_router
 from .alerts._delivery import Deliverer
 from .alerts._relay import default_deliverer, relay_router
 from .telemetry import configured, current
@@ -23,7 +24,8 @@ from .telemetry import configured, current
 def create_app(on_shutdown: Callable[[], None] | None = None,
                host_status: Callable[[], dict[str, object]] | None = None,
                backend: Backend | None = None,
-               deliverer_factory: Callable[[], Deliverer] | None = None) -> FastAPI:
+               deliverer_factory: Callable[[], Deliverer] | None = None,
+               stream_options: dict[str, float] | None = None) -> FastAPI:
     """Build the admin app; telemetry should be configured before (see `__main__`).
 
     `on_shutdown` runs when the server stops gracefully (uvicorn re-raises SIGTERM after
@@ -56,6 +58,7 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     install_error_handlers(app)
     app.include_router(admin_router(service))
     app.include_router(relay_router(deliverer_factory or default_deliverer))
+    app.include_router(dashboard_router(service, **(stream_options or {})))
 
     @app.get("/api/health", tags=["operations"])
     def health() -> dict[str, object]:

@@ -1,0 +1,356 @@
+// The admin dashboard: reads only the admin API, keeps every filter in the URL, and
+// refreshes itself when the server's event stream says the data changed.
+
+const API = "/api/admin";
+const FILTERS = ["tenantId", "integrationId", "adapterType", "entity", "status", "window", "q"];
+// Which filters each endpoint takes (it refuses the others).
+const COMMON = ["tenantId", "integrationId", "adapterType", "entity", "window"];
+const ACCEPTS = {
+  stats: COMMON,
+  health: [...COMMON, "status", "q"],
+  "sync-activity": [...COMMON, "q"],
+  errors: [...COMMON, "q"],
+  performance: COMMON,
+  stream: COMMON,
+};
+const charts = {};
+let healthSort = { key: "health", descending: false };
+let lastHealth = [];
+let stream = null;
+let refreshing = null;
+
+const $ = (id) => document.getElementById(id);
+
+function currentFilters() {
+  const params = new URLSearchParams(location.search);
+  const filters = {};
+  for (const key of FILTERS) {
+    const value = (params.get(key) || "").trim();
+    if (value) filters[key] = value;
+  }
+  return filters;
+}
+
+function query(endpoint, extra = {}) {
+  const filters = currentFilters();
+  const params = new URLSearchParams();
+  for (const key of ACCEPTS[endpoint]) if (filters[key]) params.set(key, filters[key]);
+  for (const [key, value] of Object.entries(extra)) params.set(key, value);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+async function getJSON(url, options = {}) {
+  const response = await fetch(url, { headers: { Accept: "application/json" }, ...options });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = body.error || {};
+    throw new Error(`${error.message || response.statusText}${error.parameter ? ` (${error.parameter})` : ""}`);
+  }
+  return body;
+}
+
+// -- small renderers -------------------------------------------------------------------
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null) continue;
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const number = (value, digits = 0) =>
+  value === null || value === undefined ? "–" : Number(value).toLocaleString(undefined, { maximumFractionDigits: digits });
+const time = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const pill = (value, kind = value) => el("span", { class: `pill v-${kind}` }, value || "–");
+
+function integrationLink(row) {
+  const params = new URLSearchParams(location.search);
+  params.set("integrationId", row.integrationId);
+  if (row.tenantId) params.set("tenantId", row.tenantId);
+  return el("a", { href: `/dashboard?${params}`, "data-integration": row.integrationId }, row.integrationId);
+}
+
+function card(label, value, kind = "") {
+  return el("div", { class: `card ${kind}` }, el("div", { class: "label" }, label), el("div", { class: "value" }, value));
+}
+
+function table(columns, rows, { rowClass, empty = "Nothing in this range." } = {}) {
+  if (!rows.length) return el("p", { class: "empty" }, empty);
+  const head = el("tr", {}, columns.map((c) => el("th", { class: c.num ? "num" : undefined, scope: "col" }, c.header || c.label)));
+  const body = rows.map((row) =>
+    el("tr", { class: rowClass ? rowClass(row) : undefined },
+      columns.map((c) => el("td", { class: c.num ? "num" : undefined }, c.render ? c.render(row) : row[c.key]))));
+  return el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, head), el("tbody", {}, body)));
+}
+
+function replace(id, ...nodes) {
+  $(id).replaceChildren(...nodes);
+}
+
+function lineChart(id, labels, datasets) {
+  const Chart = window.Chart;
+  if (!Chart) return;
+  const styles = getComputedStyle(document.documentElement);
+  const text = styles.getPropertyValue("--muted").trim();
+  const grid = styles.getPropertyValue("--line").trim();
+  if (charts[id]) {
+    charts[id].data.labels = labels;
+    charts[id].data.datasets = datasets;
+    charts[id].update("none");
+    return;
+  }
+  charts[id] = new Chart($(id), {
+    type: "line",
+    data: { labels, datasets },
+    options: {
+      animation: false, responsive: true, maintainAspectRatio: false,
+      interaction: { mode: "index", intersect: false },
+      plugins: { legend: { labels: { color: text, boxWidth: 12 } } },
+      elements: { point: { radius: 0 }, line: { borderWidth: 2, tension: 0.2 } },
+      scales: { x: { ticks: { color: text, maxTicksLimit: 8 }, grid: { color: grid } },
+                y: { beginAtZero: true, ticks: { color: text }, grid: { color: grid } } },
+    },
+  });
+}
+
+const series = (label, data, color) => ({ label, data, borderColor: color, backgroundColor: color });
+
+// -- panels ----------------------------------------------------------------------------
+
+function renderOverview(stats) {
+  const s = stats.integrations.byStatus;
+  const j = stats.syncJobs.byStatus;
+  replace("overview-cards",
+    card("Integrations", number(stats.integrations.total)),
+    card("Active", number(s.active), "ok"), card("Paused", number(s.paused), "paused"),
+    card("Error", number(s.error), s.error ? "bad" : ""),
+    card("Jobs completed", number(j.completed), "ok"), card("Jobs failed", number(j.failed), j.failed ? "bad" : ""),
+    card("Processing started", number(j.processing)), card("Enqueued", number(j.pending)),
+    card("Failure rate", `${number(stats.syncJobs.failureRate, 2)} %`, stats.syncJobs.failureRate > 10 ? "bad" : ""));
+  const trend = stats.errorRateTrend;
+  lineChart("chart-error-rate", trend.map((p) => clock(p.bucket)),
+    [series("failure rate %", trend.map((p) => p.failureRate), "#c62f2f")]);
+  replace("top-integrations", table([
+    { label: "Integration", render: integrationLink }, { label: "Adapter", key: "adapterType" },
+    { label: "Jobs", num: true, render: (r) => number(r.jobs) }, { label: "Failed", num: true, render: (r) => number(r.failed) },
+    { label: "Records", num: true, render: (r) => number(r.records) }], stats.topIntegrations));
+}
+
+const HEALTH_ORDER = { failing: 0, stale: 1, degraded: 2, healthy: 3, paused: 4 };
+
+function renderHealth(rows) {
+  lastHealth = rows;
+  const { key, descending } = healthSort;
+  const value = (row) => (key === "health" ? HEALTH_ORDER[row.health] ?? 9 : row[key] ?? "");
+  const sorted = [...rows].sort((a, b) => (value(a) > value(b) ? 1 : value(a) < value(b) ? -1 : 0) * (descending ? -1 : 1));
+  const sortable = (label, sortKey, num = false) => ({
+    num, header: el("button", {
+      type: "button", "aria-sort": key === sortKey ? (descending ? "descending" : "ascending") : "none",
+      onclick: () => { healthSort = { key: sortKey, descending: key === sortKey ? !descending : false }; renderHealth(lastHealth); },
+    }, label + (key === sortKey ? (descending ? " ▼" : " ▲") : "")),
+  });
+  replace("health-table", table([
+    { ...sortable("Integration", "integrationId"), render: integrationLink },
+    { ...sortable("Tenant", "tenantId"), key: "tenantId" },
+    { ...sortable("Adapter", "adapterType"), key: "adapterType" },
+    { ...sortable("Status", "status"), render: (r) => pill(r.status) },
+    { ...sortable("Health", "health"), render: (r) => pill(r.health) },
+    { ...sortable("Last successful sync", "lastSuccessfulSync"), render: (r) => time(r.lastSuccessfulSync) },
+    { ...sortable("Syncs / h", "syncsPerHour", true), render: (r) => number(r.syncsPerHour, 2) },
+    { ...sortable("Interval (min)", "expectedIntervalMinutes", true), render: (r) => number(r.expectedIntervalMinutes) },
+    { ...sortable("Failed", "failedSyncs", true), render: (r) => number(r.failedSyncs) },
+    { ...sortable("Errors", "errorCount", true), render: (r) => number(r.errorCount) },
+    { ...sortable("Connection", "connectionStatus"), render: (r) => pill(r.connectionStatus, r.connectionStatus === "failing" ? "failing-conn" : r.connectionStatus) },
+  ], sorted, { rowClass: (r) => r.health, empty: "No integrations match." }));
+  for (const id of ["tenants", "integrations"]) {
+    const values = [...new Set(rows.map((r) => (id === "tenants" ? r.tenantId : r.integrationId)))].sort();
+    replace(id, ...values.map((v) => el("option", { value: v })));
+  }
+  renderIntegration(rows);
+}
+
+function renderIntegration(rows) {
+  const id = currentFilters().integrationId;
+  const row = id && rows.find((r) => r.integrationId === id);
+  $("integration").hidden = !row;
+  if (!row) return;
+  $("integration-title").textContent = `Integration ${row.integrationId}`;
+  const facts = [["Tenant", row.tenantId], ["Adapter", row.adapterType], ["Status", pill(row.status)],
+    ["Health", pill(row.health)], ["Connection", pill(row.connectionStatus)],
+    ["Last successful sync", time(row.lastSuccessfulSync)], ["Last sync", time(row.lastSyncAt)],
+    ["Expected interval", row.expectedIntervalMinutes ? `${row.expectedIntervalMinutes} min` : "–"],
+    ["Syncs in range", number(row.syncs)], ["Failed syncs", number(row.failedSyncs)], ["Errors", number(row.errorCount)],
+    ["Status reason", row.statusReason || "–"]];
+  replace("integration-facts", ...facts.flatMap(([label, value]) => [el("dt", {}, label), el("dd", {}, value)]));
+}
+
+const jobColumns = [
+  { label: "Finished", render: (r) => time(r.finishedAt) }, { label: "Integration", render: integrationLink },
+  { label: "Entity", key: "entity" }, { label: "Type", key: "syncType" }, { label: "Status", render: (r) => pill(r.status) },
+  { label: "Duration (ms)", num: true, render: (r) => number(r.durationMs) },
+  { label: "Created", num: true, render: (r) => number(r.recordsCreated) }, { label: "Updated", num: true, render: (r) => number(r.recordsUpdated) },
+  { label: "Failed", num: true, render: (r) => number(r.recordsFailed) }, { label: "Error", key: "error" }];
+
+function renderActivity(activity) {
+  const r = activity.records;
+  replace("activity-cards", card("Running now", number(activity.running.length)),
+    card("Jobs finished", number(r.jobs)), card("Records created", number(r.recordsCreated), "ok"),
+    card("Records updated", number(r.recordsUpdated)), card("Records failed", number(r.recordsFailed), r.recordsFailed ? "warn" : ""));
+  const trend = activity.durationTrend;
+  lineChart("chart-duration", trend.map((p) => clock(p.bucket)),
+    [series("average", trend.map((p) => p.avgMs), "#2f6fde"), series("p95", trend.map((p) => p.p95Ms), "#b86e00")]);
+  replace("running", table([{ label: "Started", render: (x) => time(x.startedAt) }, { label: "Integration", render: integrationLink },
+    { label: "Entity", key: "entity" }, { label: "Running (s)", num: true, render: (x) => number(x.runningSeconds) }],
+  activity.running, { empty: "No job is running." }));
+  replace("recent", table(jobColumns, activity.recent));
+}
+
+function renderErrors(errors) {
+  replace("errors-by-integration", table([{ label: "Integration", render: integrationLink },
+    { label: "Errors", num: true, render: (r) => number(r.errors) }, { label: "Last", render: (r) => time(r.lastErrorAt) },
+    { label: "Last error", render: (r) => r.lastError || r.lastOperation }], errors.byIntegration, { empty: "No errors." }));
+  replace("error-types", table([{ label: "Error type", key: "errorType" }, { label: "Failures", num: true, render: (r) => number(r.failures) },
+    { label: "Integrations", num: true, render: (r) => number(r.integrations) }, { label: "Example", key: "example" }],
+  errors.topErrorTypes, { empty: "No failed jobs." }));
+  replace("failed-jobs", table(jobColumns, errors.failedJobs, { empty: "No failed jobs." }));
+}
+
+function renderPerformance(perf) {
+  replace("performance-cards", card("Records per second", number(perf.recordsPerSecond, 2)),
+    ...perf.apiLatencyByAdapter.map((a) => card(`${a.adapterType} API avg`, `${number(a.avgMs)} ms`)));
+  const throughput = perf.throughputTrend;
+  lineChart("chart-throughput", throughput.map((p) => clock(p.bucket)),
+    [series("records / s", throughput.map((p) => p.recordsPerSecond), "#1f8a4c")]);
+  const buckets = [...new Set(perf.queueDepthTrend.map((p) => p.bucket))];
+  const queues = [...new Set(perf.queueDepthTrend.map((p) => p.queue))];
+  const depth = (queue, bucket, key) => perf.queueDepthTrend.find((p) => p.queue === queue && p.bucket === bucket)?.[key] ?? null;
+  lineChart("chart-queue", buckets.map(clock), queues.flatMap((q) => [
+    series(`${q} active`, buckets.map((b) => depth(q, b, "active")), "#2f6fde"),
+    series(`${q} dead-lettered`, buckets.map((b) => depth(q, b, "deadLettered")), "#c62f2f")]));
+  replace("duration-by-integration", table([{ label: "Integration", render: integrationLink },
+    { label: "Jobs", num: true, render: (r) => number(r.jobs) }, { label: "Avg (ms)", num: true, render: (r) => number(r.avgMs) },
+    { label: "p95 (ms)", num: true, render: (r) => number(r.p95Ms) }, { label: "Records / s", num: true, render: (r) => number(r.recordsPerSecond, 2) }],
+  perf.durationByIntegration));
+  replace("latency", table([{ label: "Adapter", key: "adapterType" }, { label: "Requests", num: true, render: (r) => number(r.requests) },
+    { label: "Avg (ms)", num: true, render: (r) => number(r.avgMs) }, { label: "Max (ms)", num: true, render: (r) => number(r.maxMs) },
+    { label: "Rate limited", num: true, render: (r) => number(r.rateLimited) }, { label: "Failed", num: true, render: (r) => number(r.failed) }],
+  perf.apiLatencyByAdapter));
+  $("latency-note").textContent = perf.latencyNote;
+}
+
+function renderAlerts(body) {
+  const alerts = body.active;
+  if (!alerts.length) {
+    replace("alerts-list", el("p", { class: "empty" }, "No active alerts."));
+    return;
+  }
+  replace("alerts-list", ...alerts.map((a) => el("div", { class: `alert${a.acknowledgedAt ? " acked" : ""}`, "data-alert": a.alertId },
+    pill(a.severity || "Sev?", "severity"), el("span", { class: "what" }, a.title || a.ruleId),
+    el("span", {}, Object.entries(a.dimensions).map(([k, v]) => `${k}=${v}`).join(", ")),
+    el("span", {}, `value ${number(a.value, 2)} (${a.operator || ""} ${number(a.threshold, 2)})`),
+    el("span", {}, `since ${time(a.firedAt)}`),
+    a.runbookUrl ? el("a", { href: a.runbookUrl.startsWith("http") ? a.runbookUrl : `/${a.runbookUrl}` }, "Runbook") : null,
+    a.acknowledgedAt ? el("span", {}, `acknowledged by ${a.acknowledgedBy}`)
+      : el("button", { type: "button", onclick: () => acknowledge(a.alertId) }, "Acknowledge"))));
+}
+
+async function acknowledge(alertId) {
+  try {
+    await getJSON(`${API}/alerts/${encodeURIComponent(alertId)}/ack`, {
+      method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ by: "dashboard" }),
+    });
+    renderAlerts(await getJSON(`${API}/alerts?status=active`));
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// -- refresh, filters, live updates ---------------------------------------------------
+
+function showError(error) {
+  $("error").hidden = !error;
+  $("error").textContent = error ? `Could not load: ${error.message}` : "";
+}
+
+async function refresh() {
+  if (refreshing) return refreshing;
+  refreshing = (async () => {
+    try {
+      const base = `${API}/integrations`;
+      const [stats, health, activity, errors, perf, alerts] = await Promise.all([
+        getJSON(`${base}/stats${query("stats")}`), getJSON(`${base}/health${query("health")}`),
+        getJSON(`${base}/sync-activity${query("sync-activity", { limit: 100 })}`),
+        getJSON(`${base}/errors${query("errors", { limit: 50 })}`), getJSON(`${base}/performance${query("performance")}`),
+        getJSON(`${API}/alerts?status=active`)]);
+      renderOverview(stats); renderHealth(health.integrations); renderActivity(activity);
+      renderErrors(errors); renderPerformance(perf); renderAlerts(alerts);
+      showError(null);
+      document.body.dataset.loaded = String(Date.now());
+    } catch (error) {
+      showError(error);
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+function connect() {
+  if (stream) stream.close();
+  stream = new EventSource(`${API}/integrations/stream${query("stream")}`);
+  const live = $("live");
+  stream.addEventListener("open", () => { live.textContent = "Live"; live.className = "live on"; });
+  stream.addEventListener("error", () => { live.textContent = "Reconnecting…"; live.className = "live off"; });
+  stream.addEventListener("snapshot", (event) => {
+    document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots || 0) + 1);
+    document.body.dataset.lastSnapshot = JSON.parse(event.data).fingerprint;
+    refresh();
+  });
+}
+
+function fillForm() {
+  const form = $("filters");
+  const filters = currentFilters();
+  for (const key of FILTERS) form.elements[key].value = filters[key] || (key === "window" ? "24h" : "");
+}
+
+function applyForm(event) {
+  event.preventDefault();
+  const form = $("filters");
+  const params = new URLSearchParams();
+  for (const key of FILTERS) {
+    const value = form.elements[key].value.trim();
+    if (value && !(key === "window" && value === "24h")) params.set(key, value);
+  }
+  history.pushState(null, "", `/dashboard${params.toString() ? `?${params}` : ""}`);
+  reload();
+}
+
+function reload() {
+  fillForm();
+  refresh();
+  connect();
+}
+
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a[data-integration], #home");
+  if (!link || event.metaKey || event.ctrlKey) return;
+  event.preventDefault();
+  history.pushState(null, "", link.getAttribute("href"));
+  reload();
+});
+window.addEventListener("popstate", reload);
+$("filters").addEventListener("submit", applyForm);
+$("clear").addEventListener("click", () => { history.pushState(null, "", "/dashboard"); reload(); });
+reload();

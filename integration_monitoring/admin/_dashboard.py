@@ -1,0 +1,111 @@
+"""The dashboard page, its assets, the runbooks it links to, and the live event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+
+from ..alerts import load_rules
+from ._filters import parse_filters
+from ._routes import PREFIX, _parameters, error_response
+from ._service import AdminService
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "dashboard"
+#: The only files served from dashboard/ (package files and node_modules stay private).
+ASSETS = {
+    "dashboard.js": ("dashboard.js", "text/javascript"),
+    "dashboard.css": ("dashboard.css", "text/css"),
+    "vendor/chart.umd.js": ("vendor/chart.umd.js", "text/javascript"),
+}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: float = 5.0,
+                     stream_s: float = 55.0, retry_ms: int = 3000) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
+    @router.get("/dashboard", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(DASHBOARD / "index.html", media_type="text/html",
+                            headers=SECURITY_HEADERS)
+
+    @router.get("/dashboard/static/{path:path}", include_in_schema=False)
+    def asset(path: str):
+        known = ASSETS.get(path)
+        if known is None or not (DASHBOARD / known[0]).is_file():
+            return error_response(404, "not_found", f"no asset {path!r}")
+        return FileResponse(DASHBOARD / known[0], media_type=known[1],
+                            headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+
+    @router.get("/docs/runbooks/{name}", include_in_schema=False)
+    def runbook(name: str):
+        wanted = {Path(rule.runbook).name: rule.runbook for rule in load_rules()}
+        if name not in wanted:
+            return error_response(404, "not_found", f"no runbook {name!r}")
+        return PlainTextResponse((ROOT / wanted[name]).read_text(),
+                                 media_type="text/markdown; charset=utf-8")
+
+    @router.get(f"{PREFIX}/stream", tags=["admin"], openapi_extra={
+        "parameters": _parameters("tenantId", "integrationId", "adapterType", "entity",
+                                  "window")},
+        responses={200: {"content": {"text/event-stream": {}},
+                         "description": "Server-Sent Events: `snapshot` when data changes"}})
+    async def stream(request: Request) -> StreamingResponse:
+        """Server-Sent Events: a `snapshot` (the overview, with a fingerprint of the data in
+        view) whenever new telemetry arrives, keep-alive comments otherwise. Each stream ends
+        after about a minute with a `retry:` hint, so it also works where the host buffers
+        responses; EventSource reconnects by itself."""
+        params = dict(request.query_params)
+        parse_filters("stream", params)  # a bad parameter is a 400 now, not mid-stream
+        service = service_factory()
+        return StreamingResponse(_events(request, service, params, poll_s, stream_s, retry_ms),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    return router
+
+
+async def _events(request: Request, service: AdminService, params: dict[str, str],
+                  poll_s: float, stream_s: float, retry_ms: int) -> AsyncIterator[str]:
+    yield f"retry: {retry_ms}\n\n"
+    deadline = time.monotonic() + stream_s
+    last = None
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return
+        filters = parse_filters("stream", params)  # `until` moves with the clock
+        answer = await run_in_threadpool(service.run, "stream_fingerprint", filters)
+        row = answer.rows[0] if answer.rows else {"events": 0, "latest": None}
+        fingerprint = f"{row['events']}@{row['latest']}"
+        if fingerprint != last:
+            last = fingerprint
+            stats = await run_in_threadpool(service.stats, parse_filters("stats", params))
+            yield "event: snapshot\ndata: " + json.dumps(
+                {"fingerprint": fingerprint, "stats": stats}) + "\n\n"
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 15:
+            yield ": still here\n\n"
+            quiet_since = time.monotonic()
+        await asyncio.sleep(poll_s)
+    yield "event: bye\ndata: {}\n\n"
