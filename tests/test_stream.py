@@ -1,0 +1,90 @@
+"""The live stream: a snapshot at once, another when telemetry arrives, then a clean end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+
+from fastapi.testclient import TestClient
+
+from integration_monitoring.admin import LocalBackend
+from integration_monitoring.app import create_app
+from integration_monitoring.store import TelemetryStore
+
+
+def _event(message: str) -> dict:
+    # a little in the past: `until` defaults to now rounded down to 5 s
+    at = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=10)
+    return {"TimeGenerated": at, "Message": message,
+            "SeverityLevel": 1, "ItemCount": 1,
+            "Properties": json.dumps({"tenantId": "t-1", "integrationId": "i-1",
+                                      "adapterType": "hubspot"})}
+
+
+def _read(lines, until: str) -> list[str]:
+    seen = []
+    for line in lines:
+        seen.append(line)
+        if line.startswith(until):
+            break
+    return seen
+
+
+def test_stream_sends_snapshots_on_change_and_ends_with_a_retry_hint(tmp_path):
+    """Retry hint first, a snapshot, a new snapshot after new data, then `bye`.
+
+    Answers are shared for a few seconds (`until` is now rounded down to 5 s), so the stream
+    stays open long enough to cross one such boundary."""
+    store = TelemetryStore(tmp_path / "s.duckdb")
+    store.append("AppTraces", [_event("sync.completed")])
+    app = create_app(backend=LocalBackend(store),
+                     stream_options={"poll_s": 0.2, "stream_s": 6.5, "retry_ms": 1500})
+    client = TestClient(app)
+    # when new telemetry arrives while the stream is open
+    timer = threading.Timer(1.0, lambda: store.append("AppTraces", [_event("sync.failed")]))
+    timer.start()
+    started = time.monotonic()
+    with client.stream("GET", "/api/admin/integrations/stream?adapterType=hubspot") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = list(response.iter_lines())
+    timer.join()
+    store.close()
+    # then the stream carried a retry hint, two snapshots and a goodbye, within its bound
+    assert lines[0] == "retry: 1500"
+    snapshots = [json.loads(line[len("data: "):]) for line in lines if line.startswith("data: {\"f")]
+    assert len(snapshots) == 2
+    assert snapshots[0]["fingerprint"] != snapshots[1]["fingerprint"]
+    assert snapshots[1]["stats"]["syncJobs"]["byStatus"]["failed"] == 1
+    assert "event: bye" in lines
+    assert time.monotonic() - started < 15
+
+
+def test_stream_refuses_bad_filters_before_streaming(tmp_path):
+    """A bad parameter is a 400 JSON error, not a broken stream."""
+    store = TelemetryStore(tmp_path / "s.duckdb")
+    client = TestClient(create_app(backend=LocalBackend(store)))
+    response = client.get("/api/admin/integrations/stream?window=forever")
+    assert response.status_code == 400
+    assert response.json()["error"]["parameter"] == "window"
+    store.close()
+
+
+def test_dashboard_page_and_assets_are_served_with_a_strict_policy(tmp_path):
+    """/ redirects to /dashboard; the page, its assets and runbooks are served; others 404."""
+    store = TelemetryStore(tmp_path / "s.duckdb")
+    client = TestClient(create_app(backend=LocalBackend(store)))
+    assert client.get("/", follow_redirects=False).headers["location"] == "/dashboard"
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and "<script>" not in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert client.get("/dashboard/static/dashboard.js").status_code == 200
+    assert client.get("/dashboard/static/package.json").status_code == 404
+    assert client.get("/dashboard/static/../pyproject.toml").status_code == 404
+    runbook = client.get("/docs/runbooks/high-sync-failure-rate.md")
+    assert runbook.status_code == 200 and "# High sync failure rate" in runbook.text
+    assert client.get("/docs/runbooks/secrets.md").status_code == 404
+    store.close()
