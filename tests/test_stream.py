@@ -54,7 +54,8 @@ def test_stream_sends_snapshots_on_change_and_ends_with_a_retry_hint(tmp_path):
     store.close()
     # then the stream carried a retry hint, two snapshots and a goodbye, within its bound
     assert lines[0] == "retry: 1500"
-    snapshots = [json.loads(line[len("data: "):]) for line in lines if line.startswith("data: {\"f")]
+    snapshots = [json.loads(line[len("data: "):]) for line in lines
+                 if line.startswith('data: {"f')]
     assert len(snapshots) == 2
     assert snapshots[0]["fingerprint"] != snapshots[1]["fingerprint"]
     assert snapshots[1]["stats"]["syncJobs"]["byStatus"]["failed"] == 1
