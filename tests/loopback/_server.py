@@ -42,8 +42,8 @@ class LoopbackServer:
 
     def start(self) -> Self:
         self._stopping.clear()
-        server = (_QuietServer if self.quiet else ThreadingHTTPServer)(("127.0.0.1", 0),
-                                                                        self._handler())
+        server_class = _QuietServer if self.quiet else ThreadingHTTPServer
+        server = server_class(("127.0.0.1", 0), self._handler())
         server.daemon_threads = True
         if self.tls:
             server.socket = self._tls_context().wrap_socket(server.socket, server_side=True)
@@ -66,7 +66,7 @@ class LoopbackServer:
         return context
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._stopping.set()  # releases handlers stalled on it
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

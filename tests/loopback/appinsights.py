@@ -17,17 +17,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
-import ssl
-import tempfile
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Self
 
-import trustme
+from ._server import LoopbackHandler, LoopbackServer
 
 INSTRUMENTATION_KEY = "00000000-0000-0000-0000-000000000000"
 TRACK_PATH = "/v2.1/track"
@@ -35,58 +30,24 @@ TRACK_PATH = "/v2.1/track"
 Envelope = dict[str, Any]
 
 
-class AppInsightsLoopback:
+class AppInsightsLoopback(LoopbackServer):
     """An HTTPS server that records what Application Insights exporters send it."""
 
+    name = "appinsights-loopback"
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._envelopes: list[Envelope] = []
         self._requests: list[tuple[str, dict[str, str]]] = []
         self._failures: list[int] = []
-        self._dir: str | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.ca_path = ""
-        self.url = ""
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> AppInsightsLoopback:
-        ca = trustme.CA()
-        self._dir = tempfile.mkdtemp(prefix="appinsights-loopback-")
-        self.ca_path = str(Path(self._dir) / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_path)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        port = self._server.server_address[1]
-        self.url = f"https://127.0.0.1:{port}/"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="appinsights-loopback", daemon=True)
-        self._thread.start()
+    def start(self) -> Self:
+        super().start()
+        self.url = f"https://{self.address}/"  # the ingestion endpoint, as the portal writes it
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> AppInsightsLoopback:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # -- what tests use -------------------------------------------------------------------
 
@@ -168,22 +129,10 @@ def parse_envelopes(body: bytes, content_encoding: str = "") -> list[Envelope]:
 
 
 def _handler_for(loopback: AppInsightsLoopback) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(LoopbackHandler):
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            headers = {key.lower(): value for key, value in self.headers.items()}
-            status, answer = loopback._receive(self.path, headers, body)
-            payload = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # keep test output quiet
+            status, answer = loopback._receive(self.path, self.lower_headers(), self.read_body())
+            self.respond(status, {"Content-Type": "application/json"},
+                         json.dumps(answer).encode())
 
     return Handler

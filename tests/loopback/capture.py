@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from ._server import LoopbackHandler, LoopbackServer
 
 
 @dataclass
@@ -30,42 +31,21 @@ class Received:
     status: int
 
 
-class CaptureServer:
+class CaptureServer(LoopbackServer):
     """Records JSON POSTs; answers `status` with `body`, or fails while told to."""
 
+    name = "capture-server"
+    tls = False
+
     def __init__(self, status: int = 200, body: Any = "ok") -> None:
+        super().__init__()
         self.status = status
         self.body = body
         self.requests: list[Received] = []
         self._failures: list[tuple[int, str | None]] = []
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.url = ""
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> CaptureServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        server.daemon_threads = True
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(target=server.serve_forever, name="capture-server",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> CaptureServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # -- faults and results ---------------------------------------------------------------
 
@@ -116,24 +96,14 @@ def unused_url() -> str:
     return f"http://127.0.0.1:{port}/down"
 
 
-def _handler(capture: CaptureServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+def _handler_for(capture: CaptureServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(LoopbackHandler):
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, retry_after, payload, kind = capture._answer(self.path, headers, raw)
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(payload)))
+            status, retry_after, payload, kind = capture._answer(
+                self.path, self.lower_headers(), self.read_body())
+            headers = {"Content-Type": kind}
             if retry_after is not None:
-                self.send_header("Retry-After", retry_after)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:  # keep test output quiet
-            pass
+                headers["Retry-After"] = retry_after
+            self.respond(status, headers, payload)
 
     return Handler

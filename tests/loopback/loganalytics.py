@@ -35,26 +35,18 @@ import datetime as dt
 import json
 import math
 import re
-import shutil
-import ssl
-import tempfile
-import threading
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import duckdb
-import duckdb_kql
-import trustme
 from duckdb_kql import KqlError
 from duckdb_kql.errors import KqlSyntaxError
-from duckdb_kql.types import kusto_type
 
+from ._server import LoopbackHandler, LoopbackServer
 from .servicebus import StaticTokenCredential
 
 DEFAULT_TOKEN = "loopback-loganalytics-token"
@@ -105,68 +97,33 @@ class _Failure:
     message: str | None
 
 
-class LogAnalyticsLoopback:
+class LogAnalyticsLoopback(LoopbackServer):
     """An HTTPS server that answers Log Analytics queries by running them on a local store."""
+
+    name = "loganalytics-loopback"
+    quiet = True  # clients that gave up (timeouts) reset their connections; that is expected
 
     def __init__(self, store: Any, token: str = DEFAULT_TOKEN,
                  workspaces: tuple[str, ...] | None = None) -> None:
         """`workspaces`: the workspace ids that exist (others get 404); None means any."""
+        super().__init__()
         self.store = store
         self.credential = StaticTokenCredential(token)
         self.workspaces = workspaces
-        self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
         self._partials: list[str] = []
         self._delay_s = 0.0
-        self._stopping = threading.Event()
-        self._dir: str | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.ca_path = ""
-        self.host = ""
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> LogAnalyticsLoopback:
-        ca = trustme.CA()
-        self._dir = tempfile.mkdtemp(prefix="loganalytics-loopback-")
-        self.ca_path = str(Path(self._dir) / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_path)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
-
-        self._stopping.clear()
-        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="loganalytics-loopback", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # releases handlers stalled by delay()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> LogAnalyticsLoopback:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # -- what tests use -------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """`127.0.0.1:<port>` once started."""
+        return self.address
 
     @property
     def endpoint(self) -> str:
@@ -265,7 +222,9 @@ class LogAnalyticsLoopback:
         except ValueError as error:
             return error_answer(400, message=f"Invalid timespan: {error}")
         try:
-            columns, rows = run_query(self.store, body["query"], window)
+            # The service applies the timespan "in addition to any that are specified in
+            # the query expression": every table seen through [start, end].
+            result = self.store.kql(body["query"], timespan=window)
         except KqlError as error:
             return bad_query(error)
         except duckdb.Error as error:  # a translation duckdb then refuses: still our query
@@ -273,7 +232,7 @@ class LogAnalyticsLoopback:
         except Exception as error:  # the loopback's own failure: the service's 500
             return error_answer(500, message=f"{type(error).__name__}: {error}")
 
-        answer: dict[str, Any] = {"tables": [table(columns, rows)]}
+        answer: dict[str, Any] = {"tables": [table(result.columns, result.rows)]}
         with self._lock:
             detail = self._partials.pop(0) if self._partials else None
         if detail is not None:
@@ -420,36 +379,6 @@ def parse_timespan(value: Any) -> tuple[dt.datetime, dt.datetime] | None:
     return _naive(start), _naive(end)
 
 
-def run_query(store: Any, text: str, window: tuple[dt.datetime, dt.datetime] | None
-              ) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
-    """Columns (name, Kusto type) and rows of `text` on `store`, like `store.kql`, but with
-    every table that has a TimeGenerated seen through the request's timespan (the service
-    applies it "in addition to any that are specified in the query expression")."""
-    if window is None:
-        result = store.kql(text)
-        return result.columns, result.rows
-    cur = store.cursor()
-    try:
-        catalog = cur.execute("SELECT current_database()").fetchone()[0]
-        tables = [row[0] for row in cur.execute(
-            "SELECT DISTINCT table_name FROM duckdb_columns() WHERE database_name = ? "
-            "AND schema_name = 'main' AND column_name = 'TimeGenerated'", [catalog]).fetchall()]
-        start, end = (f"TIMESTAMP '{bound.isoformat(sep=' ')}'" for bound in window)
-        try:
-            for name in tables:
-                cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT * FROM '
-                            f'"{catalog}".main."{name}" WHERE "TimeGenerated" >= {start} '
-                            f'AND "TimeGenerated" <= {end}')
-        except duckdb.Error as error:  # the loopback's fault, not the query's
-            raise RuntimeError(f"cannot apply the timespan: {error}") from error
-        relation = duckdb_kql.query(cur, text)
-        columns = list(zip(relation.columns, [kusto_type(t) for t in relation.types],
-                           strict=True))
-        return columns, relation.fetchall()
-    finally:
-        cur.close()
-
-
 def _instant(text: str) -> dt.datetime:
     moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
@@ -487,50 +416,19 @@ def _number(value: float) -> str:
 # -- HTTP plumbing ----------------------------------------------------------------------------
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that gave up (timeouts) reset their connections; that is expected
-
-
 def _handler_for(loopback: LogAnalyticsLoopback) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def do_PUT(self) -> None:
-            self._serve()
-
-        def do_DELETE(self) -> None:
-            self._serve()
-
+    class Handler(LoopbackHandler):
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw_body = self.rfile.read(length) if length else b""
-            headers = {key.lower(): value for key, value in self.headers.items()}
-            answer = loopback._answer(self.command, self.path, headers, raw_body)
-            if answer is None:
+            answer = loopback._answer(self.command, self.path, self.lower_headers(),
+                                      self.read_body())
+            if answer is None:  # the server stopped while the answer stalled
                 self.close_connection = True
                 return
             status, extra, payload = answer
             body = json.dumps(payload, allow_nan=False, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.send_header("Strict-Transport-Security", "max-age=31536000")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.respond(status, {"Content-Type": "application/json; charset=utf-8", **extra,
+                                  "Strict-Transport-Security": "max-age=31536000"}, body)
 
-        def date_time_string(self, timestamp: float | None = None) -> str:
-            return formatdate(timestamp, usegmt=True)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # keep test output quiet
+        do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815 (http.server's names)
 
     return Handler

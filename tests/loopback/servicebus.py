@@ -22,23 +22,18 @@ Requests without `Authorization: Bearer <the credential's token>` get the servic
 
 from __future__ import annotations
 
-import shutil
-import ssl
-import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
-import trustme
 from azure.core.credentials import AccessToken, AccessTokenInfo
+
+from ._server import LoopbackHandler, LoopbackServer
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 SB_NS = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"
@@ -117,64 +112,29 @@ class _Failure:
     delay_s: float
 
 
-class ServiceBusLoopback:
+class ServiceBusLoopback(LoopbackServer):
     """An HTTPS server that answers Service Bus management reads for the queues it is given."""
 
+    name = "servicebus-loopback"
+    quiet = True  # clients that gave up (timeouts) reset their connections; that is expected
+
     def __init__(self, token: str = DEFAULT_TOKEN, namespace_name: str = "loopback") -> None:
+        super().__init__()
         self.credential = StaticTokenCredential(token)
         self.namespace_name = namespace_name  # the service writes it as each entry's <author>
-        self._lock = threading.Lock()
         self._queues: dict[str, Queue] = {}
         self._failures: dict[str, _Failure] = {}
         self._requests: list[RecordedRequest] = []
-        self._stopping = threading.Event()
-        self._dir: str | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.ca_path = ""
-        self.namespace = ""
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> ServiceBusLoopback:
-        ca = trustme.CA()
-        self._dir = tempfile.mkdtemp(prefix="servicebus-loopback-")
-        self.ca_path = str(Path(self._dir) / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_path)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
-
-        self._stopping.clear()
-        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self.namespace = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="servicebus-loopback", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # releases handlers stalled by fail_queue(delay_s=...)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> ServiceBusLoopback:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # -- what tests use -------------------------------------------------------------------
+
+    @property
+    def namespace(self) -> str:
+        """`127.0.0.1:<port>` once started: what `ServiceBusAdministrationClient` takes."""
+        return self.address
 
     @property
     def endpoint(self) -> str:
@@ -405,53 +365,22 @@ def _copy(queue: Queue) -> Queue:
 # -- HTTP plumbing ----------------------------------------------------------------------------
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that gave up (timeouts) reset their connections; that is expected
-
-
 def _handler_for(loopback: ServiceBusLoopback) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(LoopbackHandler):
         def version_string(self) -> str:
             return "Microsoft-HTTPAPI/2.0"
 
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_PUT(self) -> None:
-            self._serve()
-
-        def do_DELETE(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
-
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            headers = {key.lower(): value for key, value in self.headers.items()}
+            self.read_body()
+            headers = self.lower_headers()
             host = headers.get("host", loopback.namespace)
             answer = loopback._answer(self.command, self.path, headers, host)
-            if answer is None:
+            if answer is None:  # the server stopped while the answer stalled
                 self.close_connection = True
                 return
             status, extra, body = answer
-            self.send_response(status)
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.send_header("Strict-Transport-Security", "max-age=31536000")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.respond(status, {**extra, "Strict-Transport-Security": "max-age=31536000"}, body)
 
-        def date_time_string(self, timestamp: float | None = None) -> str:
-            return formatdate(timestamp, usegmt=True)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # keep test output quiet
+        do_GET = do_PUT = do_DELETE = do_POST = _serve  # noqa: N815 (http.server's names)
 
     return Handler
