@@ -178,7 +178,7 @@ def test_queue_helpers_record_depths_and_messages(captured):
     assert captured.metric("service_bus_messages_processed_total", queue="sync-jobs",
                            status="completed", **LABELS) == 1
     assert captured.metric("service_bus_messages_failed_total", queue="sync-jobs",
-                           status="failed") == 1
+                           status="abandoned") == 1
 
 
 def test_bound_context_fills_events_and_nests():

@@ -227,7 +227,8 @@ def message_processed(queue: str, status: str = "completed", *,
              {"queue": queue, **current_labels(labels), "status": status})
 
 
-def message_failed(queue: str, status: str = "failed", *, telemetry: Telemetry | None = None,
+def message_failed(queue: str, status: str = "abandoned", *,
+                   telemetry: Telemetry | None = None,
                    **labels: str | None) -> None:
     """Processing a Service Bus message failed (it will be retried or dead-lettered)."""
     t = telemetry or current()
