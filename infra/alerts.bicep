@@ -1,9 +1,10 @@
 // Alerts alone, for an existing Log Analytics workspace: the action groups and one log search
 // alert rule per entry of infra/alert-rules.json, deployed into the current resource group.
+// infra/main.bicep deploys the same two modules as part of the whole stack.
 //
 //   az deployment group create -g <resource group> -f infra/alerts.bicep \
-//     -p workspaceName=<workspace> relayUrl=https://<relay>/api/alerts \
-//        relaySecret=<secret> alertEmails='["oncall@example.com"]' \
+//     -p workspaceName=<workspace> relayUrl=https://<app host>/api/alerts/relay \
+//        relaySecret=<secret> relayFunctionKey=<function key> alertEmails='["oncall@example.com"]' \
 //        runbookBaseUrl=https://github.com/<org>/<repo>/blob/main
 //
 // relaySecret is a secure parameter: pass it from a Key Vault reference in a parameters file or
@@ -24,6 +25,10 @@ param relayUrl string
 @secure()
 param relaySecret string
 
+@description('Function key of the relay\'s app (sent as code=); empty when relayUrl needs none.')
+@secure()
+param relayFunctionKey string = ''
+
 @description('Addresses that receive the critical alerts by email.')
 param alertEmails array = []
 
@@ -40,7 +45,7 @@ param enabled bool = true
 @description('Tags for every resource.')
 param tags object = {}
 
-resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
+resource workspace 'Microsoft.OperationalInsights/workspaces@2025-02-01' existing = {
   name: workspaceName
   scope: resourceGroup(workspaceResourceGroup)
 }
@@ -52,6 +57,7 @@ module actionGroups 'modules/action-groups.bicep' = {
     alertEmails: alertEmails
     relayUrl: relayUrl
     relaySecret: relaySecret
+    relayFunctionKey: relayFunctionKey
     tags: tags
   }
 }

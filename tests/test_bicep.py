@@ -43,14 +43,44 @@ API_VERSIONS: dict[str, set[str]] = {
     # actionGroups_API.json; Bicep types in bicep-types-az
     # generated/monitor/microsoft.insights/2023-01-01/types.md. 2024-10-01-preview is a preview.
     "microsoft.insights/actiongroups": {"2023-01-01"},
-    # Only read (`existing`) for its id and location: a stable version with the workspaces type,
-    # bicep-types-az generated/operationalinsights/microsoft.operationalinsights/2023-09-01/
-    # types.md.
-    "microsoft.operationalinsights/workspaces": {"2023-09-01"},
+    # The workspace (monitoring.bicep) and the `existing` references to it: a stable version,
+    # bicep-types-az generated/operationalinsights/microsoft.operationalinsights/2025-02-01/
+    # types.md (retentionInDays, customerId, features). 2025-07-01 and 2026-03-01 are newer
+    # stable ones that older Bicep CLIs may not know yet.
+    "microsoft.operationalinsights/workspaces": {"2025-02-01"},
+    # Workspace-based Application Insights: 2020-02-02 is the newest stable components version
+    # and the first with WorkspaceResourceId (bicep-types-az generated/applicationinsights/
+    # microsoft.insights/2020-02-02/types.md).
+    "microsoft.insights/components": {"2020-02-02"},
+    # Newest stable workbooks version: bicep-types-az generated/applicationinsights/
+    # microsoft.insights/2023-06-01/types.md.
+    "microsoft.insights/workbooks": {"2023-06-01"},
+    # Storage account, blob service and deployment container: stable 2025-01-01
+    # (bicep-types-az generated/storage/microsoft.storage/2025-01-01/types.md).
+    "microsoft.storage/storageaccounts": {"2025-01-01"},
+    "microsoft.storage/storageaccounts/blobservices": {"2025-01-01"},
+    "microsoft.storage/storageaccounts/blobservices/containers": {"2025-01-01"},
+    # Flex Consumption plan, Function App and its authsettingsV2: stable 2024-11-01 (bicep-types-az
+    # generated/web/microsoft.web/2024-11-01/types.md has functionAppConfig, added in 2023-12-01;
+    # Azure-Samples/azure-functions-flex-consumption-samples deploys with 2024-04-01).
+    "microsoft.web/serverfarms": {"2024-11-01"},
+    "microsoft.web/sites": {"2024-11-01"},
+    "microsoft.web/sites/config": {"2024-11-01"},
+    # The app's user-assigned identity: stable 2024-11-30 (bicep-types-az generated/msi/
+    # microsoft.managedidentity/2024-11-30/types.md).
+    "microsoft.managedidentity/userassignedidentities": {"2024-11-30"},
+    # Role assignments: 2022-04-01, the newest stable version (later ones are previews;
+    # bicep-types-az generated/authorization/microsoft.authorization/2022-04-01).
+    "microsoft.authorization/roleassignments": {"2022-04-01"},
+    # Service Bus namespace and queues: stable 2024-01-01 (bicep-types-az generated/servicebus/
+    # microsoft.servicebus/2024-01-01/types.md).
+    "microsoft.servicebus/namespaces": {"2024-01-01"},
+    "microsoft.servicebus/namespaces/queues": {"2024-01-01"},
 }
 
-# A parameter whose name says it holds a secret must be @secure().
-SECRET_NAME = re.compile(r"secret|key|password|passw|token|credential", re.IGNORECASE)
+# A parameter whose name says it holds a secret must be @secure() (a webhook address is a
+# credential: whoever has it can post).
+SECRET_NAME = re.compile(r"secret|key|password|passw|token|credential|webhook", re.IGNORECASE)
 
 # --- What the scheduledQueryRules API (kind LogAlert) accepts -----------------------------------
 # windowSize and evaluationFrequency: the values the service takes, as validated by

@@ -27,17 +27,23 @@ param relayUrl string
 @secure()
 param relaySecret string
 
+@description('Function key for the relay (the app\'s HTTP functions use auth level FUNCTION); sent as the code query parameter. Empty when relayUrl already carries one or needs none.')
+@secure()
+param relayFunctionKey string = ''
+
 @description('Tags for both groups.')
 param tags object = {}
 
 // Webhook receivers authenticate only by what the address carries (the alternative, Entra ID
 // auth, needs an app registration), so the secret travels as a query parameter, encoded, after
-// any query the address already has (such as a Functions key). Readers of the action group can
-// see the address: give them no more access than the alerts themselves need.
+// any query the address already has, and the Functions key (when given) as `code`, the query
+// parameter the Functions host reads. Readers of the action group can see the address: give
+// them no more access than the alerts themselves need.
 var querySeparator = contains(relayUrl, '?') ? '&' : '?'
+var functionKeyQuery = empty(relayFunctionKey) ? '' : 'code=${uriComponent(relayFunctionKey)}&'
 var relayWebhook = {
   name: 'relay'
-  serviceUri: '${relayUrl}${querySeparator}secret=${uriComponent(relaySecret)}'
+  serviceUri: '${relayUrl}${querySeparator}${functionKeyQuery}secret=${uriComponent(relaySecret)}'
   useCommonAlertSchema: true
   useAadAuth: false
 }

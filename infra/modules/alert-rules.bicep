@@ -30,6 +30,9 @@ param runbookBaseUrl string = ''
 @description('Whether the rules are evaluated; false deploys them switched off.')
 param enabled bool = true
 
+@description('Create the rules without validating their queries against the workspace. A new workspace has no AppTraces or AppMetrics table until the first telemetry arrives, and validation would reject the rules (the Azure Monitor team\'s advice for rules deployed with their workspace: mspnp/aks-baseline#422).')
+param skipQueryValidation bool = false
+
 @description('Prefix of every rule resource name, e.g. "intmon-prod".')
 @minLength(1)
 param namePrefix string
@@ -85,6 +88,7 @@ resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
         ]
       }
       autoMitigate: true
+      skipQueryValidation: skipQueryValidation
       actions: {
         actionGroups: empty(intersection(rule.channels, criticalChannels)) ? (contains(rule.channels, 'slack') ? [notifyActionGroupId] : []) : [criticalActionGroupId]
         customProperties: {

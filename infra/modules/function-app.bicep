@@ -1,0 +1,318 @@
+// The Function App: a Flex Consumption (FC1) plan and a Python 3.11 app that runs function_app.py
+// (the admin ASGI app and the queue depth timer), with a user-assigned managed identity for
+// everything it reaches, and optionally App Service authentication (Entra ID) in front of it.
+//
+// App settings: every setting the Python code reads (tests/test_infra.py greps the code and
+// checks this module sets each one), plus the host's identity-based storage settings. Left out:
+//   - TELEMETRY_DB and TELEMETRY_RETENTION_DAYS: the local DuckDB store's file and its clean-up;
+//     with APPLICATIONINSIGHTS_CONNECTION_STRING set the app never opens the store, and the
+//     workspace's retention (monitoring.bicep) is the retention in Azure.
+//   - PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: configure_telemetry() configures
+//     azure-monitor-opentelemetry itself; this setting would configure it a second time
+//     (README, "In an Azure Functions app").
+//   - FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE and the
+//     other settings Flex Consumption moved into functionAppConfig (runtime, deployment).
+// Secrets (relay secret, Slack webhook, PagerDuty routing key, the Entra client secret) arrive
+// as secure parameters and are stored as app settings, which App Service encrypts at rest.
+//
+// API versions: Microsoft.Web 2024-11-01 (stable; bicep-types-az generated/web/microsoft.web/
+// 2024-11-01/types.md: FunctionAppConfig, SiteAuthSettingsV2Properties); the storage account
+// and Application Insights are only read (`existing`).
+
+@description('Region of the plan and the app.')
+param location string
+
+@description('Name of the Function App (its default host name is <name>.azurewebsites.net unless the platform assigns a unique one).')
+param name string
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Tags for the plan and the app; the app also gets azd-service-name.')
+param tags object = {}
+
+@description('Resource id of the user-assigned managed identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity (AzureWebJobsStorage__clientId, AZURE_CLIENT_ID).')
+param identityClientId string
+
+@description('Name of the storage account (AzureWebJobsStorage by identity, deployment container).')
+param storageAccountName string
+
+@description('Blob container for the app package.')
+param deploymentContainerName string
+
+@description('Name of the Application Insights component the app sends telemetry to.')
+param appInsightsName string
+
+@description('Send telemetry with Entra ID (the identity needs Monitoring Metrics Publisher on Application Insights).')
+param appInsightsEntraAuth bool = true
+
+@description('LOG_ANALYTICS_WORKSPACE_ID: the workspace customer id the admin queries run against.')
+param logAnalyticsWorkspaceId string
+
+@description('LOG_ANALYTICS_ENDPOINT: the Logs query endpoint for sovereign clouds; empty uses the public cloud default.')
+param logAnalyticsEndpoint string = ''
+
+@description('SERVICEBUS_FULLY_QUALIFIED_NAMESPACE, e.g. myns.servicebus.windows.net.')
+param serviceBusFullyQualifiedNamespace string
+
+@description('SERVICEBUS_QUEUES: the queues whose depths are sampled.')
+@minLength(1)
+param serviceBusQueues array
+
+@description('QUEUE_SAMPLE_SCHEDULE: six-field NCRONTAB of the queue depth timer.')
+param queueSampleSchedule string = '0 * * * * *'
+
+@description('ALERT_RELAY_SECRET: the shared secret action groups send to the relay.')
+@secure()
+param relaySecret string
+
+@description('SLACK_WEBHOOK_URL: Slack incoming webhook for the relay; empty disables Slack.')
+@secure()
+param slackWebhookUrl string = ''
+
+@description('PAGERDUTY_ROUTING_KEY: PagerDuty Events API v2 routing key; empty disables PagerDuty.')
+@secure()
+param pagerDutyRoutingKey string = ''
+
+@description('PAGERDUTY_EVENTS_URL: PagerDuty Events API v2 endpoint.')
+param pagerDutyEventsUrl string = 'https://events.pagerduty.com/v2/enqueue'
+
+@description('DASHBOARD_BASE_URL: where Slack messages link to; empty uses https://<name>.azurewebsites.net.')
+param dashboardBaseUrl string = ''
+
+@description('RUNBOOK_BASE_URL: base address of docs/runbooks/ for alert messages; empty keeps repository paths.')
+param runbookBaseUrl string = ''
+
+@description('TELEMETRY_STDOUT: also print each event as a JSON line. In Azure the host no longer forwards console output (host.json telemetryMode OpenTelemetry), so the lines are not kept anywhere.')
+param telemetryStdout bool = false
+
+@description('TELEMETRY_PROMETHEUS: serve /metrics. function_app.py asks for the Prometheus reader itself; the setting records the same choice.')
+param telemetryPrometheus bool = true
+
+@description('TELEMETRY_CARDINALITY_LIMIT: label sets kept per metric per process.')
+@minValue(1)
+param telemetryCardinalityLimit int = 2000
+
+@description('TELEMETRY_EXPORT_INTERVAL_MS: metric export interval of the local store (unused while Application Insights is configured; set for a uniform environment).')
+@minValue(1000)
+param telemetryExportIntervalMs int = 10000
+
+@description('Most instances the app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Memory of each instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Put App Service authentication (Entra ID sign-in) in front of the app.')
+param enableAuth bool = false
+
+@description('Client (application) id of the Entra ID app registration used for sign-in.')
+param authClientId string = ''
+
+@description('Entra ID tenant of that app registration.')
+param authTenantId string = tenant().tenantId
+
+@description('Client secret of the app registration; empty signs in without one (ID tokens).')
+@secure()
+param authClientSecret string = ''
+
+@description('Object ids of the Entra ID groups allowed in; empty allows every account of the tenant that can sign in to the app registration.')
+param authAllowedGroupIds array = []
+
+@description('Paths that stay reachable without signing in: the relay (Azure Monitor cannot sign in; it carries the relay secret) and the health probe. Function keys still apply to them.')
+param authExcludedPaths array = [
+  '/api/alerts/relay'
+  '/api/health'
+]
+
+resource storage 'Microsoft.Storage/storageAccounts@2025-01-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+var defaultHost = '${name}.azurewebsites.net'
+var authSecretSetting = 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+
+// Every setting the Python code reads, by name (tests/test_infra.py checks these keys).
+var codeSettings = {
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  LOG_ANALYTICS_WORKSPACE_ID: logAnalyticsWorkspaceId
+  LOG_ANALYTICS_ENDPOINT: logAnalyticsEndpoint
+  SERVICEBUS_FULLY_QUALIFIED_NAMESPACE: serviceBusFullyQualifiedNamespace
+  SERVICEBUS_QUEUES: join(serviceBusQueues, ',')
+  QUEUE_SAMPLE_SCHEDULE: queueSampleSchedule
+  ALERT_RELAY_SECRET: relaySecret
+  SLACK_WEBHOOK_URL: slackWebhookUrl
+  PAGERDUTY_ROUTING_KEY: pagerDutyRoutingKey
+  PAGERDUTY_EVENTS_URL: pagerDutyEventsUrl
+  DASHBOARD_BASE_URL: empty(dashboardBaseUrl) ? 'https://${defaultHost}' : dashboardBaseUrl
+  RUNBOOK_BASE_URL: runbookBaseUrl
+  TELEMETRY_STDOUT: telemetryStdout ? 'true' : 'false'
+  TELEMETRY_PROMETHEUS: telemetryPrometheus ? 'true' : 'false'
+  TELEMETRY_CARDINALITY_LIMIT: string(telemetryCardinalityLimit)
+  TELEMETRY_EXPORT_INTERVAL_MS: string(telemetryExportIntervalMs)
+}
+
+// The Functions host and the Azure SDKs: storage by identity, and which identity
+// DefaultAzureCredential (Log Analytics, Service Bus) uses.
+var hostSettings = {
+  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  AZURE_CLIENT_ID: identityClientId
+}
+
+var ingestionSettings = appInsightsEntraAuth ? {
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+} : {}
+
+var authSettings = enableAuth && !empty(authClientSecret) ? {
+  MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: authClientSecret // = authSecretSetting
+} : {}
+
+var appSettings = union(codeSettings, hostSettings, ingestionSettings, authSettings)
+
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true // Linux
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-11-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'api' // azure.yaml's service
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      appSettings: [
+        for setting in items(appSettings): {
+          name: setting.key
+          value: setting.value
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// App Service authentication (Easy Auth, v2 settings): browsers are sent to Entra ID sign-in,
+// except on authExcludedPaths. The app's own function keys (http_auth_level FUNCTION) still apply.
+resource auth 'Microsoft.Web/sites/config@2024-11-01' = if (enableAuth) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+      runtimeVersion: '~1'
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: authExcludedPaths
+    }
+    httpSettings: {
+      requireHttps: true
+      routes: {
+        apiPrefix: '/.auth'
+      }
+      forwardProxy: {
+        convention: 'NoProxy'
+      }
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: union(
+          {
+            clientId: authClientId
+            openIdIssuer: '${environment().authentication.loginEndpoint}${authTenantId}/v2.0'
+          },
+          empty(authClientSecret) ? {} : {
+            clientSecretSettingName: authSecretSetting
+          }
+        )
+        validation: union(
+          {
+            allowedAudiences: [
+              'api://${authClientId}'
+              authClientId
+            ]
+          },
+          empty(authAllowedGroupIds) ? {} : {
+            defaultAuthorizationPolicy: {
+              allowedPrincipals: {
+                groups: authAllowedGroupIds
+              }
+            }
+          }
+        )
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
+}
+
+@description('Name of the app.')
+output name string = site.name
+
+@description('The app\'s default host name.')
+output defaultHostName string = site.properties.defaultHostName
+
+@description('Resource id of the app.')
+output id string = site.id

@@ -1,0 +1,84 @@
+// Role assignments of the Function App's managed identity on the resources of this resource
+// group: what the code and the Functions host need, nothing broader. Each assignment is named
+// guid(scope, principal, role), so redeploying finds the same one.
+//
+//   Log Analytics Reader, on the workspace: the admin API's KQL queries
+//     (azure-monitor-query LogsQueryClient with DefaultAzureCredential).
+//   Storage Blob Data Owner, on the storage account: the host's AzureWebJobsStorage by identity
+//     (timer trigger leases, host keys) and the Flex Consumption deployment container. Queue and
+//     Table Data Contributor are not given: the app has only HTTP and timer triggers, which need
+//     blobs alone (Durable Functions or queue triggers would need them).
+//   Monitoring Metrics Publisher, on Application Insights (when enabled): telemetry ingestion with
+//     Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING), which the host and the Python
+//     exporter (azure-monitor-opentelemetry-exporter) both honour.
+// The Service Bus role is in rbac-servicebus.bicep, deployed to the namespace's resource group.
+//
+// Built-in role ids: Microsoft Learn "Azure built-in roles". API versions: roleAssignments
+// 2022-04-01 (stable, bicep-types-az generated/authorization/microsoft.authorization/2022-04-01);
+// the `existing` references use the versions their own modules deploy with.
+
+@description('Principal (object) id of the Function App\'s managed identity.')
+param principalId string
+
+@description('Name of the Log Analytics workspace the admin queries read.')
+param workspaceName string
+
+@description('Name of the Function App\'s storage account.')
+param storageAccountName string
+
+@description('Name of the Application Insights component.')
+param appInsightsName string
+
+@description('Give the identity Monitoring Metrics Publisher on Application Insights (telemetry ingestion with Entra ID).')
+param assignMetricsPublisher bool = true
+
+var roles = {
+  logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2025-02-01' existing = {
+  name: workspaceName
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2025-01-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+resource workspaceReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(workspace.id, principalId, roles.logAnalyticsReader)
+  scope: workspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.logAnalyticsReader)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Admin API: KQL queries on the workspace'
+  }
+}
+
+resource storageBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, principalId, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Functions host storage and the deployment container, by identity'
+  }
+}
+
+resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (assignMetricsPublisher) {
+  name: guid(appInsights.id, principalId, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Telemetry ingestion with Entra ID'
+  }
+}

@@ -1,0 +1,72 @@
+// The Function App's storage account, reached only by identity: the host's AzureWebJobsStorage
+// (timer leases, host keys) and the Flex Consumption deployment container that holds the app
+// package. Shared keys are off, so no connection string with a key exists anywhere; the app's
+// managed identity gets Storage Blob Data Owner on the account (rbac.bicep).
+//
+// API version 2025-01-01 is stable (bicep-types-az generated/storage/microsoft.storage/
+// 2025-01-01/types.md); the account, its blob service and the container share it.
+
+@description('Region of the account.')
+param location string
+
+@description('Storage account name: 3-24 lower-case letters and digits, unique in Azure.')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Blob container that Flex Consumption deploys the app package to.')
+@minLength(3)
+@maxLength(63)
+param deploymentContainerName string
+
+@description('Tags for the account.')
+param tags object = {}
+
+resource account 'Microsoft.Storage/storageAccounts@2025-01-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false // identity only: Entra ID tokens, no keys and no SAS
+    defaultToOAuthAuthentication: true
+    allowCrossTenantReplication: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobs 'Microsoft.Storage/storageAccounts/blobServices@2025-01-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource deployment 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+  parent: blobs
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+@description('Name of the account.')
+output name string = account.name
+
+@description('Resource id of the account.')
+output id string = account.id
+
+@description('The blob endpoint, https://<account>.blob.<suffix>/.')
+output blobEndpoint string = account.properties.primaryEndpoints.blob
+
+@description('Name of the deployment container.')
+output deploymentContainerName string = deployment.name
