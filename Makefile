@@ -32,7 +32,7 @@ run: $(STAMP) $(VENDOR)
 
 test: $(STAMP) $(VENDOR) $(CHROMIUM)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

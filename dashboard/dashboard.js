@@ -18,6 +18,10 @@ let healthSort = { key: "health", descending: false };
 let lastHealth = [];
 let stream = null;
 let refreshing = null;
+let pendingRefresh = false;
+const FRESH = Symbol("fresh");
+let lastFingerprint = FRESH;
+let renewing = false;
 
 const $ = (id) => document.getElementById(id);
 
@@ -86,7 +90,8 @@ function card(label, value, kind = "") {
 
 function table(columns, rows, { rowClass, empty = "Nothing in this range." } = {}) {
   if (!rows.length) return el("p", { class: "empty" }, empty);
-  const head = el("tr", {}, columns.map((c) => el("th", { class: c.num ? "num" : undefined, scope: "col" }, c.header || c.label)));
+  const head = el("tr", {}, columns.map((c) =>
+    el("th", { class: c.num ? "num" : undefined, scope: "col", "aria-sort": c.ariaSort }, c.header || c.label)));
   const body = rows.map((row) =>
     el("tr", { class: rowClass ? rowClass(row) : undefined },
       columns.map((c) => el("td", { class: c.num ? "num" : undefined }, c.render ? c.render(row) : row[c.key]))));
@@ -152,10 +157,14 @@ function renderHealth(rows) {
   lastHealth = rows;
   const { key, descending } = healthSort;
   const value = (row) => (key === "health" ? HEALTH_ORDER[row.health] ?? 9 : row[key] ?? "");
-  const sorted = [...rows].sort((a, b) => (value(a) > value(b) ? 1 : value(a) < value(b) ? -1 : 0) * (descending ? -1 : 1));
+  const compare = (a, b) => (typeof a === "number" && typeof b === "number"
+    ? a - b : String(a).localeCompare(String(b), undefined, { numeric: true }));
+  const sorted = [...rows].sort((a, b) => compare(value(a), value(b)) * (descending ? -1 : 1));
+  const focused = document.activeElement?.dataset?.sort;
   const sortable = (label, sortKey, num = false) => ({
-    num, header: el("button", {
-      type: "button", "aria-sort": key === sortKey ? (descending ? "descending" : "ascending") : "none",
+    num, ariaSort: key === sortKey ? (descending ? "descending" : "ascending") : "none",
+    header: el("button", {
+      type: "button", "data-sort": sortKey,
       onclick: () => { healthSort = { key: sortKey, descending: key === sortKey ? !descending : false }; renderHealth(lastHealth); },
     }, label + (key === sortKey ? (descending ? " ▼" : " ▲") : "")),
   });
@@ -172,6 +181,7 @@ function renderHealth(rows) {
     { ...sortable("Errors", "errorCount", true), render: (r) => number(r.errorCount) },
     { ...sortable("Connection", "connectionStatus"), render: (r) => pill(r.connectionStatus, r.connectionStatus === "failing" ? "failing-conn" : r.connectionStatus) },
   ], sorted, { rowClass: (r) => r.health, empty: "No integrations match." }));
+  if (focused) document.querySelector(`#health-table [data-sort="${focused}"]`)?.focus();
   for (const id of ["tenants", "integrations"]) {
     const values = [...new Set(rows.map((r) => (id === "tenants" ? r.tenantId : r.integrationId)))].sort();
     replace(id, ...values.map((v) => el("option", { value: v })));
@@ -284,38 +294,58 @@ function showError(error) {
 }
 
 async function refresh() {
-  if (refreshing) return refreshing;
+  if (refreshing) {
+    pendingRefresh = true;  // the one running was asked for an older view
+    return refreshing;
+  }
   refreshing = (async () => {
-    try {
-      const base = `${API}/integrations`;
-      const [stats, health, activity, errors, perf, alerts] = await Promise.all([
-        getJSON(`${base}/stats${query("stats")}`), getJSON(`${base}/health${query("health")}`),
-        getJSON(`${base}/sync-activity${query("sync-activity", { limit: 100 })}`),
-        getJSON(`${base}/errors${query("errors", { limit: 50 })}`), getJSON(`${base}/performance${query("performance")}`),
-        getJSON(`${API}/alerts?status=active`)]);
-      renderOverview(stats); renderHealth(health.integrations); renderActivity(activity);
-      renderErrors(errors); renderPerformance(perf); renderAlerts(alerts);
-      showError(null);
-      document.body.dataset.loaded = String(Date.now());
-    } catch (error) {
-      showError(error);
-    } finally {
-      refreshing = null;
-    }
+    const base = `${API}/integrations`;
+    const panels = [
+      [`${base}/stats${query("stats")}`, renderOverview],
+      [`${base}/health${query("health")}`, (body) => renderHealth(body.integrations)],
+      [`${base}/sync-activity${query("sync-activity", { limit: 100 })}`, renderActivity],
+      [`${base}/errors${query("errors", { limit: 50 })}`, renderErrors],
+      [`${base}/performance${query("performance")}`, renderPerformance],
+      [`${API}/alerts?status=active`, renderAlerts],
+    ];
+    const results = await Promise.allSettled(panels.map(([url]) => getJSON(url)));
+    const failures = [];
+    results.forEach((result, index) => {
+      if (result.status === "fulfilled") panels[index][1](result.value);
+      else failures.push(result.reason);
+    });
+    showError(failures[0] || null);
+    document.body.dataset.loaded = String(Date.now());
   })();
-  return refreshing;
+  try {
+    await refreshing;
+  } finally {
+    refreshing = null;
+  }
+  if (pendingRefresh) {
+    pendingRefresh = false;
+    await refresh();
+  }
 }
 
 function connect() {
   if (stream) stream.close();
   stream = new EventSource(`${API}/integrations/stream${query("stream")}`);
   const live = $("live");
-  stream.addEventListener("open", () => { live.textContent = "Live"; live.className = "live on"; });
-  stream.addEventListener("error", () => { live.textContent = "Reconnecting…"; live.className = "live off"; });
+  stream.addEventListener("open", () => { renewing = false; live.textContent = "Live"; live.className = "live on"; });
+  stream.addEventListener("bye", () => { renewing = true; });  // the server ends streams every minute
+  stream.addEventListener("error", () => {
+    if (renewing) return;  // EventSource reconnects after the retry hint
+    live.textContent = "Reconnecting…"; live.className = "live off";
+  });
   stream.addEventListener("snapshot", (event) => {
+    const { fingerprint } = JSON.parse(event.data);
     document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots || 0) + 1);
-    document.body.dataset.lastSnapshot = JSON.parse(event.data).fingerprint;
-    refresh();
+    document.body.dataset.lastSnapshot = fingerprint;
+    const first = lastFingerprint === FRESH;  // reload() has just fetched everything
+    if (fingerprint === lastFingerprint) return;  // a renewed stream: nothing new
+    lastFingerprint = fingerprint;
+    if (!first) refresh();
   });
 }
 
@@ -339,6 +369,7 @@ function applyForm(event) {
 
 function reload() {
   fillForm();
+  lastFingerprint = FRESH;
   refresh();
   connect();
 }

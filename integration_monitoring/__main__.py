@@ -42,6 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     # The relay needs a shared secret; locally the host makes one up for its own evaluator.
     os.environ.setdefault("ALERT_RELAY_SECRET", secrets.token_urlsafe(24))
+    os.environ.setdefault("DASHBOARD_BASE_URL", url)  # links in alerts point at this host
     get_logger("integration-monitoring").info("server.started", url=url)
 
     def stop() -> None:
