@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 
 VENDOR := dashboard/vendor/chart.umd.js
 CHROMIUM := /usr/bin/chromium
+PROMTOOL := /usr/bin/promtool
 
 .PHONY: run test lint bench clean venv screenshot
 
@@ -16,6 +17,11 @@ $(VENDOR): dashboard/package.json dashboard/package-lock.json
 	cd dashboard && npm ci --no-audit --no-fund --silent
 	mkdir -p dashboard/vendor
 	cp dashboard/node_modules/chart.js/dist/chart.umd.js $@
+
+# Debian's prometheus package ships promtool; the rule tests need only that binary.
+$(PROMTOOL):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+	-systemctl disable --now prometheus 2>/dev/null
 
 # Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 $(CHROMIUM):
@@ -30,7 +36,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP) $(VENDOR)
 	$(BIN)/python -m integration_monitoring serve
 
-test: $(STAMP) $(VENDOR) $(CHROMIUM)
+test: $(STAMP) $(VENDOR) $(CHROMIUM) $(PROMTOOL)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 

@@ -109,6 +109,9 @@ param alertEmails array = []
 @description('Base address of the runbooks (docs/runbooks/<id>.md is appended): alert rules and RUNBOOK_BASE_URL; empty keeps repository paths.')
 param runbookBaseUrl string = ''
 
+@description('Resource id of an Azure Monitor workspace (managed Prometheus) that receives /metrics; set it to deploy the Prometheus rule groups. Empty: none.')
+param azureMonitorWorkspaceId string = ''
+
 @description('DASHBOARD_BASE_URL for links in alert messages; empty uses https://<app>.azurewebsites.net.')
 param dashboardBaseUrl string = ''
 
@@ -326,3 +329,15 @@ output workspaceCustomerId string = monitoring.outputs.workspaceCustomerId
 
 @description('Resource id of the workbook.')
 output workbookId string = workbook.outputs.id
+
+module prometheusRules 'modules/prometheus-rules.bicep' = if (!empty(azureMonitorWorkspaceId)) {
+  name: '${namePrefix}-prometheus-rules'
+  params: {
+    azureMonitorWorkspaceId: azureMonitorWorkspaceId
+    location: location
+    runbookBaseUrl: runbookBaseUrl
+    enabled: alertsEnabled
+    namePrefix: namePrefix
+    tags: tags
+  }
+}

@@ -32,6 +32,9 @@ BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 # Resource type (lower case: ARM types are case-insensitive) -> the API versions we deploy with.
 # Raise a version only to another stable one, and say here where it comes from.
 API_VERSIONS: dict[str, set[str]] = {
+    # Stable prometheusRuleGroups API: azure-rest-api-specs, Microsoft.AlertsManagement
+    # PrometheusRuleGroups stable/2023-03-01; bicep-types-az 2023-03-01 (later ones are previews).
+    "microsoft.alertsmanagement/prometheusrulegroups": {"2023-03-01"},
     # Newest stable scheduledQueryRules API: azure-rest-api-specs
     # specification/monitor/resource-manager/Microsoft.Insights/stable/2023-12-01/
     # scheduledQueryRule_API.json; Bicep types in Azure/bicep-types-az
