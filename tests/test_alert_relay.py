@@ -661,3 +661,23 @@ def test_from_env_reads_the_channel_settings(monkeypatch):
     assert deliverer.pagerduty_events_url == "https://events.pagerduty.com/v2/enqueue"
     assert urlsplit(deliverer.dashboard_url({})).netloc == "127.0.0.1:7071"
     deliverer.close()
+
+
+def test_our_restated_pagerduty_rules_agree_with_the_published_document():
+    """Where PagerDuty's document is at hand, our restatement has its required fields and
+    enums, so validation means the same wherever the tests run."""
+    from .conftest import PAGERDUTY_RESTATED, published_pagerduty_schema
+
+    published = published_pagerduty_schema()
+    if published is None:
+        pytest.skip("PagerDuty's OpenAPI document is not beside the repository")
+    ours = json.loads(PAGERDUTY_RESTATED.read_text())
+    payload = published["components"]["schemas"]["Payload"]
+    assert set(ours["required"]) == set(published["required"])
+    assert ours["properties"]["event_action"]["enum"] == published["properties"][
+        "event_action"]["enum"]
+    assert set(ours["payload"]["required"] if "payload" in ours else
+               ours["properties"]["payload"]["required"]) == set(payload["required"])
+    assert ours["properties"]["payload"]["properties"]["severity"]["enum"] == payload[
+        "properties"]["severity"]["enum"]
+    assert set(ours["properties"]) >= set(published["properties"])
