@@ -676,8 +676,7 @@ def test_our_restated_pagerduty_rules_agree_with_the_published_document():
     assert set(ours["required"]) == set(published["required"])
     assert ours["properties"]["event_action"]["enum"] == published["properties"][
         "event_action"]["enum"]
-    assert set(ours["payload"]["required"] if "payload" in ours else
-               ours["properties"]["payload"]["required"]) == set(payload["required"])
+    assert set(ours["properties"]["payload"]["required"]) == set(payload["required"])
     assert ours["properties"]["payload"]["properties"]["severity"]["enum"] == payload[
         "properties"]["severity"]["enum"]
     assert set(ours["properties"]) >= set(published["properties"])
