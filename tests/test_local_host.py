@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 
+from integration_monitoring import METRICS
 from integration_monitoring.store import TelemetryStore
 
 from .helpers import ROOT, Server, project_env
@@ -36,6 +38,9 @@ def test_local_host_backfills_goes_live_runs_timers_and_stops_cleanly(tmp_path):
         code = server.stop(signal.SIGINT)
     assert host["demo"] == "live"
     assert 'service_bus_queue_depth{queue="sync-jobs"}' in scrape
+    # every seed metric is named on /metrics (declared before its first measurement)
+    declared = set(re.findall(r"^# TYPE (\S+) ", scrape, re.MULTILINE))
+    assert {spec.name for spec in METRICS if spec.seed} <= declared
     assert code in (0, -signal.SIGINT, 130), server.stderr
     assert "Traceback" not in server.stderr
     assert _created(tmp_path) == 24

@@ -11,6 +11,8 @@ from opentelemetry.sdk.metrics.export import MetricsData
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ._metrics import METRICS
+
 SCOPE = "integration_monitoring"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -39,9 +41,27 @@ class SeedPrometheusReader(PrometheusMetricReader):
         super()._receive_metrics(_drop_units(metrics_data), timeout_millis, **kwargs)
 
     def exposition(self) -> bytes:
-        """The current values in Prometheus text format."""
+        """The current values in Prometheus text format.
+
+        Every seed metric is declared (HELP and TYPE) even before its first measurement, as
+        Prometheus client libraries do for metrics they know: a scrape always names them all,
+        and `absent()` is never needed to tell "nothing failed yet" from "not exported".
+        """
         with self._scraping:
-            return generate_latest(self.registry)
+            text = generate_latest(self.registry)
+        return text + _declarations(text)
+
+
+_PROMETHEUS_TYPES = {"counter": "counter", "histogram": "histogram", "gauge": "gauge"}
+
+
+def _declarations(text: bytes) -> bytes:
+    lines = []
+    for spec in METRICS:
+        if f"# TYPE {spec.name} ".encode() not in text:
+            lines.append(f"# HELP {spec.name} {spec.description}\n"
+                         f"# TYPE {spec.name} {_PROMETHEUS_TYPES[spec.kind]}\n")
+    return "".join(lines).encode()
 
 
 def _drop_units(data: MetricsData) -> MetricsData:
