@@ -257,6 +257,7 @@ def test_entity_and_q_filters_on_jobs(api):
     ("performance", {"window": "1h", "since": "2026-03-10T00:00:00Z"}, "window"),
     ("performance", {"since": "2026-03-11T00:00:00Z"}, "since"),
     ("health", {"tenantId": "tenant 1; drop"}, "tenantId"),
+    ("health", {"tenantId": "tenant-a\n"}, "tenantId"),
     ("health", {"integrationId": "x\"y"}, "integrationId"),
     ("health", {"adapterType": "Sales Force"}, "adapterType"),
     ("sync-activity", {"entity": "contact|take"}, "entity"),

@@ -307,6 +307,14 @@ def test_parse_alert_names_the_missing_field():
     assert raised.value.field == "data.essentials.monitorCondition"
 
 
+def test_times_at_the_edge_of_the_calendar_are_refused():
+    """A fired time that cannot be converted to UTC is a PayloadError, not a crash later."""
+    body = alert()
+    body["data"]["essentials"]["firedDateTime"] = "0001-01-01T00:00:00+01:00"
+    with pytest.raises(PayloadError, match="firedDateTime"):
+        parse_alert(body)
+
+
 # -- the endpoint: input ----------------------------------------------------------------------
 
 

@@ -234,3 +234,15 @@ def test_broken_sinks_are_counted_not_raised():
     assert captured.telemetry.errors["stdout_failed"] == 3
     assert captured.telemetry.errors["otel_failed"] == 3
     assert captured.metric("sync_records_created_total") == 1
+
+
+def test_odd_status_codes_and_keys_never_raise_into_the_caller(captured):
+    """A status code given as text, or a non-text metadata key, is recorded, not raised."""
+    with adapter_request("hubspot", "fetch") as call:
+        call.status_code = "503"
+    with pytest.raises(KeyError), adapter_request("hubspot", "fetch") as call:
+        call.status_code = object()
+        raise KeyError("the caller's own error survives")
+    get_logger("x").log("info", "odd.keys", None, None, {1: "a"})
+    assert captured.metric("adapter_requests_total", status="server_error") == 1
+    assert captured.find("odd.keys")

@@ -65,7 +65,7 @@ def test_literals_of_every_kind_round_trip(store):
 @pytest.mark.parametrize("name", queries.names())
 def test_every_query_file_runs_on_the_local_engine(store, name):
     """Each question renders with the prelude and runs (filters on TimeGenerated first)."""
-    filters = parse_filters("stream", {"until": "2026-01-02T00:00:00Z", "status": "failed",
+    filters = parse_filters("sync-activity", {"until": "2026-01-02T00:00:00Z", "status": "failed",
                                        "tenantId": "t", "q": 'x"|y'})
     store.kql(queries.render(name, filters.values()))
     body = queries.text(name)

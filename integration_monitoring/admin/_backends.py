@@ -63,6 +63,8 @@ class LocalBackend:
             raise QueryFailed(str(error)) from error
         except (duckdb.IOException, duckdb.ConnectionException) as error:
             raise BackendUnavailable(f"local store unavailable: {error}", 5) from error
+        except duckdb.Error as error:
+            raise QueryFailed(f"local engine: {error}") from error
         # Kusto strings are never null (a lookup miss is ""); DuckDB's are.
         strings = [kind == "string" for _, kind in result.columns]
         rows = [tuple("" if value is None and is_string else value

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 
 from ..alerts import load_rules
+from ._backends import BackendUnavailable, QueryFailed
 from ._filters import parse_filters
 from ._routes import PREFIX, _parameters, error_response
 from ._service import AdminService
@@ -66,7 +67,7 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
 
     @router.get(f"{PREFIX}/stream", tags=["admin"], openapi_extra={
         "parameters": _parameters("tenantId", "integrationId", "adapterType", "entity",
-                                  "window")},
+                                  "since", "until", "window")},
         responses={200: {"content": {"text/event-stream": {}},
                          "description": "Server-Sent Events: `snapshot` when data changes"}})
     async def stream(request: Request) -> StreamingResponse:
@@ -95,12 +96,18 @@ async def _events(request: Request, service: AdminService, params: dict[str, str
         if await request.is_disconnected():
             return
         filters = parse_filters("stream", params)  # `until` moves with the clock
-        answer = await run_in_threadpool(service.run, "stream_fingerprint", filters)
-        row = answer.rows[0] if answer.rows else {"events": 0, "latest": None}
-        fingerprint = f"{row['events']}@{row['latest']}"
-        if fingerprint != last:
+        try:
+            answer = await run_in_threadpool(service.run, "stream_fingerprint", filters)
+            row = answer.rows[0] if answer.rows else {"events": 0, "latest": None}
+            fingerprint = f"{row['events']}@{row['latest']}"
+            stats = None
+            if fingerprint != last:
+                stats = await run_in_threadpool(service.stats, parse_filters("stats", params))
+        except (BackendUnavailable, QueryFailed) as error:
+            yield "event: unavailable\ndata: " + json.dumps({"message": str(error)}) + "\n\n"
+            return  # EventSource reconnects after the retry hint
+        if stats is not None:
             last = fingerprint
-            stats = await run_in_threadpool(service.stats, parse_filters("stats", params))
             yield "event: snapshot\ndata: " + json.dumps(
                 {"fingerprint": fingerprint, "stats": stats}) + "\n\n"
             quiet_since = time.monotonic()

@@ -88,7 +88,7 @@ ENDPOINTS = {
     "errors": Endpoint(COMMON | {"q", "limit"}, default_limit=50),
     "performance": Endpoint(COMMON | {"limit"}, default_limit=50),
     "alerts": Endpoint(COMMON | {"status", "q", "limit"}, ALERT_STATES),
-    "stream": Endpoint(COMMON | {"status", "q", "limit"}, INTEGRATION_STATUSES + JOB_STATUSES),
+    "stream": Endpoint(COMMON),
 }
 
 
@@ -161,7 +161,7 @@ def _window(seen: dict[str, str]) -> dt.timedelta:
     value = seen.get("window")
     if value is None:
         return DEFAULT_WINDOW
-    match = _WINDOW.match(value.strip())
+    match = _WINDOW.fullmatch(value.strip())
     if not match:
         raise FilterError("window", "window must look like 15m, 6h or 7d")
     span = dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
@@ -172,7 +172,7 @@ def _window(seen: dict[str, str]) -> dt.timedelta:
 
 def _match(seen: dict[str, str], name: str, pattern: re.Pattern[str]) -> str:
     value = seen.get(name, "")
-    if value and not pattern.match(value):
+    if value and not pattern.fullmatch(value):
         raise FilterError(name, f"{name} {value[:40]!r} is not a valid identifier: letters, "
                           "digits and . _ - : @ / only, starting with a letter or digit")
     return value

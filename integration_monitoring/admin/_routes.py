@@ -146,7 +146,7 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
                  responses={404: {"model": m.ErrorBody, "description": "no such alert"}})
     async def acknowledge(alert_id: str, request: Request) -> Any:
         """Acknowledge an alert; recorded as an `alert.acknowledged` event."""
-        if not _ALERT_ID.match(alert_id):
+        if not _ALERT_ID.fullmatch(alert_id):
             raise FilterError("alert_id", "not an alert id")
         body = await _json_body(request)
         try:

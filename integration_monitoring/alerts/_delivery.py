@@ -215,11 +215,13 @@ class Deliverer:
 
     def _sender(self, channel: str, notice: AlertNotice,
                 rule: AlertRule) -> Callable[[], ChannelOutcome]:
+        # The body is built inside the call, so a builder error is that channel's failure
+        # (and releases its claim) instead of escaping the request.
         if channel == "slack":
-            url, body = self.slack_webhook_url or "", self.slack_message(notice, rule)
-        else:
-            url, body = self.pagerduty_events_url, self.pagerduty_event(notice, rule)
-        return lambda: self._post(channel, url, body, notice)
+            return lambda: self._post(channel, self.slack_webhook_url or "",
+                                      self.slack_message(notice, rule), notice)
+        return lambda: self._post(channel, self.pagerduty_events_url,
+                                  self.pagerduty_event(notice, rule), notice)
 
     def _run(self, sends: dict[str, Callable[[], ChannelOutcome]], notice: AlertNotice,
              where: dict[str, Any]) -> dict[str, ChannelOutcome]:

@@ -379,9 +379,13 @@ def _time(value: Any, path: str, required: bool = False) -> dt.datetime | None:
         raise PayloadError(f"{path} must be an ISO 8601 string, not {_kind(value)}", path)
     try:
         moment = dt.datetime.fromisoformat(value)
-    except ValueError:
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        moment.astimezone(dt.UTC)  # years at the edge of the calendar overflow here
+    except (ValueError, OverflowError):
         raise PayloadError(f"{path} is not an ISO 8601 date and time: {value!r}", path) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if not 2000 <= moment.year <= 2999:
+        raise PayloadError(f"{path} is out of range: {value!r}", path)
+    return moment
 
 
 def _number(value: Any, path: str) -> float | None:

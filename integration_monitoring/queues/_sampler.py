@@ -115,7 +115,7 @@ def parse_queue_names(value: str | None, setting: str = "SERVICEBUS_QUEUES") -> 
     """Queue names from a comma- or space-separated setting; rejects malformed names."""
     names = [name for name in re.split(r"[,\s]+", value or "") if name]
     for name in names:
-        if not _QUEUE_NAME.match(name):
+        if not _QUEUE_NAME.fullmatch(name):
             raise SettingError(setting, f"{name!r} is not a valid queue name")
     if len(set(names)) != len(names):
         raise SettingError(setting, "lists a queue twice")
@@ -144,7 +144,7 @@ def sampler_settings(env: Mapping[str, str] | None = None) -> SamplerSettings:
     namespace = (env.get("SERVICEBUS_FULLY_QUALIFIED_NAMESPACE") or "").strip() or None
     queues = parse_queue_names(env.get("SERVICEBUS_QUEUES"))
     if namespace:
-        if namespace.startswith(("sb://", "https://")) or not _NAMESPACE.match(namespace):
+        if namespace.startswith(("sb://", "https://")) or not _NAMESPACE.fullmatch(namespace):
             raise SettingError("SERVICEBUS_FULLY_QUALIFIED_NAMESPACE",
                                f"{namespace!r} should look like <name>.servicebus.windows.net")
         if not queues:

@@ -50,7 +50,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 
 
 def create_statements() -> list[str]:
-    """CREATE TABLE IF NOT EXISTS for every table, plus an index on TimeGenerated."""
+    """CREATE TABLE IF NOT EXISTS for every table."""
     statements = []
     for table, columns in TABLES.items():
         body = ", ".join(f'"{name}" {KQL_TO_DUCKDB[kind]}' for name, kind in columns)

@@ -144,7 +144,9 @@ class TelemetryStore:
     def close(self) -> None:
         with self._lock:
             self._con.close()
-        _open.pop(self.path, None)
+        with _open_lock:
+            if _open.get(self.path) is self:
+                del _open[self.path]
 
 
 _open: dict[str, TelemetryStore] = {}

@@ -84,9 +84,9 @@ def sync_job(*, tenant_id: str, integration_id: str, adapter_type: str | None = 
         except GeneratorExit:
             raise  # the code running the job was closed mid-job: nothing finished
         except BaseException as exc:
-            _finish(t, log, job, labels, started, error=exc)
+            _guarded(_finish, t, log, job, labels, started, error=exc)
             raise
-        _finish(t, log, job, labels, started, error=None)
+        _guarded(_finish, t, log, job, labels, started, error=None)
 
 
 def _finish(t: Telemetry, log: ServiceLogger, job: SyncJob, labels: dict[str, str],
@@ -153,9 +153,17 @@ def adapter_request(adapter_type: str | None = None, operation: str = "request",
     except GeneratorExit:
         raise  # closed mid-request: there is no outcome to record
     except BaseException as exc:
-        _adapter_done(t, call, *where, (t.monotonic() - started) / 1e9, exc)
+        _guarded(_adapter_done, t, call, *where, (t.monotonic() - started) / 1e9, exc)
         raise
-    _adapter_done(t, call, *where, (t.monotonic() - started) / 1e9, None)
+    _guarded(_adapter_done, t, call, *where, (t.monotonic() - started) / 1e9, None)
+
+
+def _guarded(record, t: Telemetry, *args: Any, **kwargs: Any) -> None:
+    """Telemetry about the caller's work must not fail the caller's work."""
+    try:
+        record(t, *args, **kwargs)
+    except Exception:
+        t._count("events_dropped")
 
 
 def _adapter_done(t, call, adapter_type, operation, entity, tenant_id, integration_id, service,
@@ -181,9 +189,13 @@ def _adapter_done(t, call, adapter_type, operation, entity, tenant_id, integrati
                   duration=round(seconds * 1000, 3))
 
 
-def request_status(status_code: int | None, error: BaseException | None,
+def request_status(status_code: Any, error: BaseException | None,
                    connection_failed: bool) -> str:
     """The `status` label of an adapter request."""
+    try:
+        status_code = None if status_code is None else int(status_code)
+    except (TypeError, ValueError):
+        status_code = None
     if connection_failed:
         return "connection_failed"
     if status_code == 429:

@@ -43,8 +43,12 @@ class ServiceLogger:
             integration_id: str | None = None,
             metadata: dict[str, Any] | None = None) -> dict[str, Any] | None:
         telemetry = self._telemetry or current()
-        if metadata:
-            metadata = {camel(key): value for key, value in metadata.items()}
+        try:
+            if metadata:
+                metadata = {camel(key) if isinstance(key, str) else key: value
+                            for key, value in metadata.items()}
+        except Exception:  # not a mapping: keep it, the event pipeline copes or counts
+            pass
         return telemetry.emit(level, self.service, operation, tenant_id, integration_id,
                               metadata)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._core import Telemetry
+from ._core import Telemetry, camel
 from ._current import current
 
 #: Attributes every LogRecord has; anything else on a record came from `extra=`.
@@ -59,7 +59,7 @@ class SeedLogHandler(logging.Handler):
                 metadata.update(nested)
             for key, value in fields.items():
                 if key not in _STANDARD and key not in _FIELDS:
-                    metadata[key] = value
+                    metadata[camel(key)] = value
             message = record.getMessage()
             operation = fields.get("operation") or message
             if operation != message and message:
