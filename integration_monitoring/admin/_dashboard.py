@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse,
 from ..alerts import load_rules
 from ._backends import BackendUnavailable, QueryFailed
 from ._filters import parse_filters
-from ._routes import PREFIX, _parameters, error_response
+from ._routes import _ERRORS, PREFIX, _parameters, error_response
 from ._service import AdminService
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +68,9 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
     @router.get(f"{PREFIX}/stream", tags=["admin"], openapi_extra={
         "parameters": _parameters("tenantId", "integrationId", "adapterType", "entity",
                                   "since", "until", "window")},
-        responses={200: {"content": {"text/event-stream": {}},
-                         "description": "Server-Sent Events: `snapshot` when data changes"}})
+        responses={**_ERRORS, 200: {"content": {"text/event-stream": {}},
+                                    "description": "Server-Sent Events: `snapshot` when "
+                                                   "data changes"}})
     async def stream(request: Request) -> StreamingResponse:
         """Server-Sent Events: a `snapshot` (the overview, with a fingerprint of the data in
         view) whenever new telemetry arrives, keep-alive comments otherwise. Each stream ends

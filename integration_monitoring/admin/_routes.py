@@ -175,6 +175,8 @@ async def _json_body(request: Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise FilterError("body", "the body must be JSON") from None
+        body = json.loads(raw)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")  # no lone surrogates
+        return body
+    except (ValueError, RecursionError):  # UnicodeError is a ValueError
+        raise FilterError("body", "the body must be JSON text, not nested too deeply") from None

@@ -111,8 +111,12 @@ def relay_router(deliverer_factory: Callable[[], Deliverer] = default_deliverer,
                            "JSON object")
         try:
             body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            # Lone surrogates decode from \u escapes but cannot be sent on as UTF-8.
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except (UnicodeError, json.JSONDecodeError) as exc:
             return _reject(400, "invalid_body", f"the body is not JSON: {exc}")
+        except RecursionError:
+            return _reject(400, "invalid_body", "the body is nested too deeply")
         try:
             notice = parse_alert(body)
         except PayloadError as exc:
