@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse,
 
 from ..alerts import load_rules
 from ._backends import BackendUnavailable, QueryFailed
-from ._filters import parse_filters
+from ._filters import FilterError, parse_filters
 from ._routes import _ERRORS, PREFIX, _parameters, error_response
 from ._service import AdminService
 
@@ -76,8 +76,8 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
         view) whenever new telemetry arrives, keep-alive comments otherwise. Each stream ends
         after about a minute with a `retry:` hint, so it also works where the host buffers
         responses; EventSource reconnects by itself."""
+        parse_filters("stream", request.query_params)  # a bad parameter: 400 now
         params = dict(request.query_params)
-        parse_filters("stream", params)  # a bad parameter is a 400 now, not mid-stream
         service = service_factory()
         return StreamingResponse(_events(request, service, params, poll_s, stream_s, retry_ms),
                                  media_type="text/event-stream",
@@ -96,8 +96,8 @@ async def _events(request: Request, service: AdminService, params: dict[str, str
     while time.monotonic() < deadline:
         if await request.is_disconnected():
             return
-        filters = parse_filters("stream", params)  # `until` moves with the clock
         try:
+            filters = parse_filters("stream", params)  # `until` moves with the clock
             answer = await run_in_threadpool(service.run, "stream_fingerprint", filters)
             row = answer.rows[0] if answer.rows else {"events": 0, "latest": None}
             fingerprint = f"{row['events']}@{row['latest']}"
@@ -107,6 +107,10 @@ async def _events(request: Request, service: AdminService, params: dict[str, str
         except (BackendUnavailable, QueryFailed) as error:
             yield "event: unavailable\ndata: " + json.dumps({"message": str(error)}) + "\n\n"
             return  # EventSource reconnects after the retry hint
+        except FilterError as error:  # e.g. a fixed `since` now more than 31 days back
+            yield "event: error\ndata: " + json.dumps(
+                {"parameter": error.parameter, "message": str(error)}) + "\n\n"
+            return
         if stats is not None:
             last = fingerprint
             yield "event: snapshot\ndata: " + json.dumps(

@@ -19,7 +19,7 @@ MAX_BUCKETS = 96
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 _ADAPTER = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _ENTITY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
-_WINDOW = re.compile(r"^(\d{1,4})(m|h|d)$")
+_WINDOW = re.compile(r"^([0-9]{1,4})(m|h|d)$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -191,7 +191,7 @@ def _limit(seen: dict[str, str], default: int) -> int:
     value = seen.get("limit")
     if value is None:
         return default
-    if not re.fullmatch(r"\d{1,4}", value.strip()):
+    if not re.fullmatch(r"[0-9]{1,4}", value.strip()):
         raise FilterError("limit", "limit must be a whole number from 1 to 1000")
     limit = int(value)
     if not 1 <= limit <= 1000:

@@ -22,6 +22,7 @@ from ._service import AdminService
 
 PREFIX = "/api/admin/integrations"
 _ERRORS = {400: {"model": m.ErrorBody, "description": "a parameter is wrong; the body names it"},
+           502: {"model": m.ErrorBody, "description": "the query engine rejected a query"},
            503: {"model": m.ErrorBody,
                  "description": "the query engine is unavailable or throttled; see Retry-After"}}
 
@@ -150,7 +151,8 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
             raise FilterError("alert_id", "not an alert id")
         body = await _json_body(request)
         try:
-            ack = m.Acknowledgement.model_validate(body) if body else m.Acknowledgement()
+            ack = (m.Acknowledgement() if body is None
+                   else m.Acknowledgement.model_validate(body))
         except ValidationError as error:
             first = error.errors()[0]
             raise FilterError(".".join(map(str, first["loc"])) or "body",

@@ -36,6 +36,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -111,6 +112,10 @@ class AlertNotice:
 
 
 # -- building ---------------------------------------------------------------------------------
+
+
+#: What an alert id may be in our events and URLs (the acknowledge route accepts the same).
+_ALERT_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 
 def build_log_alert(rule: AlertRule, *, condition: str, dimensions: dict[str, str],
@@ -263,6 +268,9 @@ def parse_alert(body: Any) -> AlertNotice:
     # Azure's ids are resource paths; the last segment (a GUID) identifies the alert in our
     # events and URLs.
     alert_id = _text(essentials, "alertId", "data.essentials").rstrip("/").rsplit("/", 1)[-1]
+    if not _ALERT_ID.fullmatch(alert_id):
+        raise PayloadError("data.essentials.alertId must end in an id of letters, digits and "
+                           ". _ : - (at most 200)", "data.essentials.alertId")
     alert_rule = _text(essentials, "alertRule", "data.essentials")
     severity = _severity(essentials.get("severity"))
     condition = essentials.get("monitorCondition")
