@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from ..queries import kql_string
 from ._rules import AlertRule
 
 SCHEMA_ID = "azureMonitorCommonAlertSchema"
@@ -160,7 +161,7 @@ def build_log_alert(rule: AlertRule, *, condition: str, dimensions: dict[str, st
         essentials["resolvedDateTime"] = azure_time(resolved_at)
     timespan = f"{azure_time(window_start)}/{azure_time(window_end)}"
     filtered = rule.query + "".join(
-        f"\n| where {name} == \"{_kql_escape(v)}\"" for name, v in ordered)
+        f"\n| where {name} == {_literal(v)}" for name, v in ordered)
     criterion = {
         "searchQuery": rule.query,
         "metricMeasureColumn": rule.measure,
@@ -229,8 +230,10 @@ def format_number(value: float | None) -> str:
     return f"{value:.4f}".rstrip("0").rstrip(".")
 
 
-def _kql_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+def _literal(text: str) -> str:
+    """A dimension value as a KQL string literal (control characters dropped: a link only)."""
+    return kql_string("".join(ch for ch in text
+                              if (" " <= ch != "\x7f") or ch in "\t\n\r"))
 
 
 def _portal_link(workspace: str, query: str, timespan: str) -> str:
