@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .._time import retry_after_seconds
+
 
 @dataclass
 class Answer:
@@ -193,11 +195,9 @@ def _partial_reason(error: Any) -> str:
 
 def _retry_after(error: Any) -> int | None:
     response = getattr(error, "response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return max(1, int(float(value))) if value else None
-    except ValueError:
-        return None
+    seconds = retry_after_seconds(
+        response.headers.get("Retry-After") if response is not None else None)
+    return None if seconds is None else max(1, int(seconds))
 
 
 def backend_from_settings(store: Any = None) -> Backend:

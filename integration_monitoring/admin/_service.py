@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import queries
+from .._time import naive_utc
 from ._backends import Answer, Backend
 from ._cache import SharedQueries
 from ._filters import Filters
@@ -203,9 +204,7 @@ def _fill(points: list[dict[str, Any]], f: Filters,
 def _json(value: Any) -> Any:
     """Values as the API serves them: UTC ISO times with a Z, no NaN, plain numbers."""
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+        return naive_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import datetime as dt
-import email.utils
 import os
 import threading
 import time
@@ -39,6 +38,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from .._time import retry_after_seconds
 from ..telemetry import get_logger
 from ._payload import AlertNotice, dimensions_key, format_number
 from ._rules import AlertRule
@@ -268,7 +268,7 @@ class Deliverer:
                 error = f"HTTP {response.status_code}: {response.text.strip()[:200]}"
                 if response.status_code not in RETRYABLE and response.status_code < 500:
                     return ChannelOutcome(channel, "failed", attempt, error)
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt >= self.max_attempts:
                 return ChannelOutcome(channel, "failed", attempt,
                                       f"{error} (gave up after {attempt} attempts)")
@@ -422,24 +422,6 @@ class Deliverer:
 def _camel(key: str) -> str:
     head, *rest = key.split("_")
     return head + "".join(part.title() for part in rest)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _comparison(notice: AlertNotice, rule: AlertRule) -> str:

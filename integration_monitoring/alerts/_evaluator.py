@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._time import naive_utc
 from ..store import TelemetryStore
 from ._payload import build_log_alert
 from ._rules import AlertRule, load_rules
@@ -118,7 +119,7 @@ class Evaluator:
     def measure(self, rule: AlertRule, since: dt.datetime,
                 until: dt.datetime) -> dict[Dimensions, float | None]:
         """The rule's measure per dimension combination over [since, until]."""
-        result = self.store.kql(rule.query, timespan=(since, until), now=_naive(until))
+        result = self.store.kql(rule.query, timespan=(since, until), now=naive_utc(until))
         grouped: dict[Dimensions, list[float]] = {}
         for row in result.dicts():
             dims = tuple((name, "" if row.get(name) is None else str(row[name]))
@@ -142,8 +143,3 @@ def _alert_id(rule: AlertRule, dims: Dimensions, fired_at: dt.datetime) -> str:
     """Stable per alert instance, as Azure's alert ids are."""
     return str(uuid.uuid5(_NAMESPACE, f"{rule.id}|{dims}|{fired_at.isoformat()}"))
 
-
-def _naive(moment: dt.datetime) -> dt.datetime:
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-    return moment

@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .._time import naive_utc
+
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _NEEDS_ESCAPE = re.compile(r'[\\"\n\r\t]')
 #: Control characters other than tab and newlines have no portable escape in both engines.
@@ -30,8 +32,7 @@ def kql_string(value: str) -> str:
 
 def kql_datetime(value: dt.datetime) -> str:
     """`datetime(...)` in UTC with microseconds."""
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    value = naive_utc(value)
     return f"datetime({value.strftime('%Y-%m-%dT%H:%M:%S.%f')}Z)"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import threading
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ import duckdb_kql
 import pyarrow as pa
 from duckdb_kql.types import kusto_type
 
+from .._time import naive_utc
 from ._schema import KQL_TO_DUCKDB, TABLES, create_statements
 
 DEFAULT_PATH = ".data/telemetry.duckdb"
@@ -23,12 +23,6 @@ _ARROW = {
     "string": pa.string(), "datetime": pa.timestamp("us"), "int": pa.int32(),
     "long": pa.int64(), "real": pa.float64(), "dynamic": pa.string(), "bool": pa.bool_(),
 }
-
-
-def _naive_utc(moment: Any) -> Any:
-    if getattr(moment, "tzinfo", None) is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-    return moment
 
 
 def default_path() -> str:
@@ -114,7 +108,7 @@ class TelemetryStore:
         # Temporary views are private to this cursor and shadow the tables by name.
         # A view cannot take parameters; the bounds are datetimes, formatted, never text.
         database = cur.execute("SELECT current_database()").fetchone()[0]
-        low, high = (_naive_utc(m).strftime("%Y-%m-%d %H:%M:%S.%f") for m in (since, until))
+        low, high = (naive_utc(m).strftime("%Y-%m-%d %H:%M:%S.%f") for m in (since, until))
         for table in TABLES:
             cur.execute(
                 f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT * FROM '
