@@ -16,12 +16,15 @@ const ACCEPTS = {
 const charts = {};
 let healthSort = { key: "health", descending: false };
 let lastHealth = [];
-let stream = null;
+let streamAbort = null;
 let refreshing = null;
 let pendingRefresh = false;
 const FRESH = Symbol("fresh");
 let lastFingerprint = FRESH;
-let renewing = false;
+// How the API wants to be called: none, a bearer token (ADMIN_API_TOKEN), a function key,
+// or the Entra ID sign-in session's cookie; the server says which in access.json.
+let access = { credential: "none" };
+const STORED = "integration-monitoring.credential";
 
 const $ = (id) => document.getElementById(id);
 
@@ -44,14 +47,82 @@ function query(endpoint, extra = {}) {
   return text ? `?${text}` : "";
 }
 
-async function getJSON(url, options = {}) {
-  const response = await fetch(url, { headers: { Accept: "application/json" }, ...options });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const error = body.error || {};
-    throw new Error(`${error.message || response.statusText}${error.parameter ? ` (${error.parameter})` : ""}`);
+// -- calling the API ---------------------------------------------------------------------
+// A token or key lives in this tab's sessionStorage and travels only in a header: never in
+// a URL, where proxies and access logs would keep it.
+
+class SignInNeeded extends Error {}
+
+function credentialHeaders() {
+  const secret = sessionStorage.getItem(STORED);
+  if (!secret) return {};
+  if (access.credential === "bearer") return { Authorization: `Bearer ${secret}` };
+  if (access.credential === "function-key") return { "x-functions-key": secret };
+  return {};
+}
+
+async function call(url, options = {}) {
+  const response = await fetch(url, {
+    ...options,
+    // An ended sign-in session answers with a redirect to the sign-in page: notice it.
+    redirect: access.credential === "session" ? "manual" : "follow",
+    headers: { Accept: "application/json", ...credentialHeaders(), ...(options.headers || {}) },
+  });
+  if (response.type === "opaqueredirect" || response.status === 401) {
+    const body = await response.json().catch(() => ({}));
+    throw new SignInNeeded(body.error?.message || "");
   }
-  return body;
+  return response;
+}
+
+async function failure(response) {
+  const body = await response.json().catch(() => ({}));
+  const error = body.error || {};
+  return new Error(`${error.message || response.statusText}${error.parameter ? ` (${error.parameter})` : ""}`);
+}
+
+async function getJSON(url, options = {}) {
+  const response = await call(url, options);
+  if (!response.ok) throw await failure(response);
+  return response.json();
+}
+
+function askToSignIn(error) {
+  stopStream();
+  const form = $("sign-in");
+  const session = access.credential === "session";
+  $("sign-in-help").replaceChildren(session
+    ? el("a", { href: `/.auth/login/aad?post_login_redirect_uri=${encodeURIComponent(location.pathname + location.search)}` },
+      "Your sign-in has ended: sign in again")
+    : `${error.message ? `${error.message}. ` : ""}The key is kept in this tab only.`);
+  $("sign-in-label").textContent = access.credential === "bearer" ? "Admin API token" : "Function key";
+  form.elements.secret.closest("label").hidden = session;
+  form.querySelector("button").hidden = session;
+  form.hidden = false;
+  $("live").textContent = "Signed out"; $("live").className = "live off";
+  if (!session) form.elements.secret.focus();
+}
+
+function signIn(event) {
+  event.preventDefault();
+  const form = $("sign-in");
+  sessionStorage.setItem(STORED, form.elements.secret.value.trim());
+  form.reset();
+  form.hidden = true;
+  reload();
+}
+
+function signOut() {
+  sessionStorage.removeItem(STORED);
+  location.reload();
+}
+
+async function showCaller() {
+  const me = await getJSON(`${API}/me`);
+  document.body.classList.toggle("reader", me.tenants !== null);
+  const scope = me.tenants === null ? "all tenants" : `tenants ${me.tenants.join(", ")}`;
+  replace("who", me.mode === "open" ? "" : `${me.name} · ${scope}`,
+    sessionStorage.getItem(STORED) ? el("button", { type: "button", onclick: signOut }, "Sign out") : null);
 }
 
 // -- small renderers -------------------------------------------------------------------
@@ -277,12 +348,13 @@ function renderAlerts(body) {
 async function acknowledge(alertId) {
   try {
     await getJSON(`${API}/alerts/${encodeURIComponent(alertId)}/ack`, {
-      method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
+      method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ by: "dashboard" }),
     });
     renderAlerts(await getJSON(`${API}/alerts?status=active`));
   } catch (error) {
-    showError(error);
+    if (error instanceof SignInNeeded) askToSignIn(error);
+    else showError(error);
   }
 }
 
@@ -314,7 +386,9 @@ async function refresh() {
       if (result.status === "fulfilled") panels[index][1](result.value);
       else failures.push(result.reason);
     });
-    showError(failures[0] || null);
+    const signedOut = failures.find((f) => f instanceof SignInNeeded);
+    if (signedOut) askToSignIn(signedOut);
+    showError(signedOut ? null : failures[0] || null);
     document.body.dataset.loaded = String(Date.now());
   })();
   try {
@@ -328,25 +402,80 @@ async function refresh() {
   }
 }
 
-function connect() {
-  if (stream) stream.close();
-  stream = new EventSource(`${API}/integrations/stream${query("stream")}`);
+// -- live updates ------------------------------------------------------------------------
+// Server-Sent Events read with fetch rather than EventSource, which cannot send the
+// credential header. The server ends each stream after about a minute; we reconnect after
+// its retry hint.
+
+function stopStream() {
+  if (streamAbort) streamAbort.abort();
+  streamAbort = null;
+}
+
+async function* serverEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, "\n");
+    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+      const event = { type: "message", data: [], retry: null };
+      for (const line of buffer.slice(0, end).split("\n")) {
+        if (!line || line.startsWith(":")) continue;  // a comment keeps the line open
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") event.type = text;
+        else if (field === "data") event.data.push(text);
+        else if (field === "retry" && /^\d+$/.test(text)) event.retry = Number(text);
+      }
+      buffer = buffer.slice(end + 2);
+      yield { ...event, data: event.data.join("\n") };
+    }
+  }
+}
+
+function onSnapshot(data) {
+  const { fingerprint } = JSON.parse(data);
+  document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots || 0) + 1);
+  document.body.dataset.lastSnapshot = fingerprint;
+  const first = lastFingerprint === FRESH;  // reload() has just fetched everything
+  if (fingerprint === lastFingerprint) return;  // a renewed stream: nothing new
+  lastFingerprint = fingerprint;
+  if (!first) refresh();
+}
+
+async function connect() {
+  stopStream();
+  const controller = new AbortController();
+  streamAbort = controller;
   const live = $("live");
-  stream.addEventListener("open", () => { renewing = false; live.textContent = "Live"; live.className = "live on"; });
-  stream.addEventListener("bye", () => { renewing = true; });  // the server ends streams every minute
-  stream.addEventListener("error", () => {
-    if (renewing) return;  // EventSource reconnects after the retry hint
-    live.textContent = "Reconnecting…"; live.className = "live off";
-  });
-  stream.addEventListener("snapshot", (event) => {
-    const { fingerprint } = JSON.parse(event.data);
-    document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots || 0) + 1);
-    document.body.dataset.lastSnapshot = fingerprint;
-    const first = lastFingerprint === FRESH;  // reload() has just fetched everything
-    if (fingerprint === lastFingerprint) return;  // a renewed stream: nothing new
-    lastFingerprint = fingerprint;
-    if (!first) refresh();
-  });
+  const status = (text, on) => { live.textContent = text; live.className = `live ${on ? "on" : "off"}`; };
+  let retry = 3000;
+  while (!controller.signal.aborted) {
+    let renewed = false;
+    try {
+      const response = await call(`${API}/integrations/stream${query("stream")}`,
+        { signal: controller.signal, headers: { Accept: "text/event-stream" } });
+      if (!response.ok) {  // a refused filter or scope: retrying would not help
+        status(`Not live: ${(await failure(response)).message}`, false);
+        return;
+      }
+      status("Live", true);
+      for await (const event of serverEvents(response.body)) {
+        if (event.retry) retry = event.retry;
+        if (event.type === "snapshot") onSnapshot(event.data);
+        else if (event.type === "bye") renewed = true;
+        else if (event.type === "unavailable") status("Reconnecting… (data source unavailable)", false);
+      }
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      if (error instanceof SignInNeeded) { askToSignIn(error); return; }
+    }
+    if (!renewed) status("Reconnecting…", false);
+    await new Promise((resolve) => setTimeout(resolve, retry));
+  }
 }
 
 function fillForm() {
@@ -372,6 +501,7 @@ function reload() {
   lastFingerprint = FRESH;
   refresh();
   connect();
+  showCaller().catch(() => {});  // a failure here shows through the panels' own calls
 }
 
 document.addEventListener("click", (event) => {
@@ -384,4 +514,18 @@ document.addEventListener("click", (event) => {
 window.addEventListener("popstate", reload);
 $("filters").addEventListener("submit", applyForm);
 $("clear").addEventListener("click", () => { history.pushState(null, "", "/dashboard"); reload(); });
-reload();
+$("sign-in").addEventListener("submit", signIn);
+
+async function start() {
+  try {
+    access = await (await fetch("/dashboard/access.json")).json();
+  } catch {
+    // an older server: no credential
+  }
+  if (["bearer", "function-key"].includes(access.credential) && !sessionStorage.getItem(STORED)) {
+    askToSignIn(new Error(""));
+    return;
+  }
+  reload();
+}
+start();

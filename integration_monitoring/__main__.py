@@ -21,6 +21,17 @@ def _bounded(kind, low, high):
     return parse
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -30,6 +41,12 @@ def _serve(args: argparse.Namespace) -> int:
     from .store import default_path
     from .telemetry import configure_telemetry, get_logger, shutdown_telemetry
 
+    if not _loopback(args.host) and not os.environ.get("ADMIN_API_TOKEN", "").strip():
+        print(f"error: refusing to serve on {args.host} without ADMIN_API_TOKEN: beyond "
+              "loopback anyone who can reach the port would read every tenant's data. Set "
+              "ADMIN_API_TOKEN to a long random value (callers send it as a bearer token), "
+              "or bind 127.0.0.1.", file=sys.stderr)
+        return 2
     try:
         sampler_settings()
         demo = None if args.no_demo else DemoOptions(args.hours, args.seed, args.tenants,
@@ -52,6 +69,8 @@ def _serve(args: argparse.Namespace) -> int:
     host.start(relay_url=f"{url}/api/alerts/relay")
     print(f"""
   Integration monitoring, local host
+    dashboard        {url}/dashboard{"  (bearer token: ADMIN_API_TOKEN)"
+                                      if os.environ.get("ADMIN_API_TOKEN") else ""}
     admin API docs   {url}/api/docs
     health           {url}/api/health
     alerts           {url}/api/admin/alerts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from .admin import (
@@ -15,7 +15,9 @@ from .admin import (
     backend_from_settings,
     install_error_handlers,
 )
+from .admin._access import Access, AccessDenied
 from .admin._dashboard import dashboard_router
+from .admin._routes import Caller, caller
 from .alerts._delivery import Deliverer
 from .alerts._relay import default_deliverer, relay_router
 from .telemetry import configured, current
@@ -25,7 +27,8 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
                host_status: Callable[[], dict[str, object]] | None = None,
                backend: Backend | None = None,
                deliverer_factory: Callable[[], Deliverer] | None = None,
-               stream_options: dict[str, float] | None = None) -> FastAPI:
+               stream_options: dict[str, float] | None = None,
+               access: Access | None = None) -> FastAPI:
     """Build the admin app; telemetry should be configured before (see `__main__`).
 
     `on_shutdown` runs when the server stops gracefully (uvicorn re-raises SIGTERM after
@@ -33,6 +36,8 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     the local host's background work to /api/health. The admin queries run on `backend`,
     by default Log Analytics when LOG_ANALYTICS_WORKSPACE_ID is set, else the local store.
     The alert relay delivers through `deliverer_factory` (default: from the environment).
+    `access` decides who may call (default: the local server's, from ADMIN_API_TOKEN); the
+    relay authenticates with its own secret.
     """
     services: list[AdminService] = []
 
@@ -55,12 +60,13 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
         docs_url="/api/docs",
         redoc_url=None,
     )
+    app.state.access = access or Access.for_local()
     install_error_handlers(app)
     app.include_router(admin_router(service))
     app.include_router(relay_router(deliverer_factory or default_deliverer))
     app.include_router(dashboard_router(service, **(stream_options or {})))
 
-    @app.get("/api/health", tags=["operations"])
+    @app.get("/api/health", tags=["operations"], dependencies=[Depends(caller)])
     def health() -> dict[str, object]:
         """Liveness: the process answers, and what telemetry has dropped so far."""
         config = configured()
@@ -74,10 +80,14 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
         return health
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    def prometheus_metrics() -> Response:
-        """The seed's metrics in Prometheus text format, for a scrape."""
+    def prometheus_metrics(principal: Caller) -> Response:
+        """The seed's metrics in Prometheus text format, for a scrape (admins only: the
+        series carry every tenant's labels)."""
         from .telemetry._prometheus import CONTENT_TYPE
 
+        if not principal.is_admin:
+            raise AccessDenied(403, "admins_only", "metrics carry every tenant's labels; "
+                               "they are for Monitoring.Admin callers")
         config = configured()
         if config is None or config.prometheus is None:
             return JSONResponse(status_code=404, content={"error": {

@@ -1,5 +1,6 @@
 """The admin API: the seed's five endpoints, answered by KQL on Log Analytics or locally."""
 
+from ._access import Access, AccessDenied, Principal
 from ._backends import (
     Answer,
     Backend,
@@ -16,6 +17,8 @@ from ._service import AdminService
 
 __all__ = [
     "PREFIX",
+    "Access",
+    "AccessDenied",
     "AdminService",
     "Answer",
     "Backend",
@@ -24,6 +27,7 @@ __all__ = [
     "Filters",
     "LocalBackend",
     "LogAnalyticsBackend",
+    "Principal",
     "QueryFailed",
     "SharedQueries",
     "admin_router",

@@ -13,9 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 
 from ..alerts import load_rules
+from ._access import Principal, scope
 from ._backends import BackendUnavailable, QueryFailed
 from ._filters import FilterError, parse_filters
-from ._routes import _ERRORS, PREFIX, _parameters, error_response
+from ._routes import _ERRORS, PREFIX, Caller, _parameters, error_response
 from ._service import AdminService
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +50,11 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
         return FileResponse(DASHBOARD / "index.html", media_type="text/html",
                             headers=SECURITY_HEADERS)
 
+    @router.get("/dashboard/access.json", include_in_schema=False)
+    def access(request: Request) -> dict[str, str]:
+        """How the page must sign its API calls; public, like the page (it holds no data)."""
+        return request.app.state.access.public()
+
     @router.get("/dashboard/static/{path:path}", include_in_schema=False)
     def asset(path: str):
         known = ASSETS.get(path)
@@ -71,15 +77,17 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
         responses={**_ERRORS, 200: {"content": {"text/event-stream": {}},
                                     "description": "Server-Sent Events: `snapshot` when "
                                                    "data changes"}})
-    async def stream(request: Request) -> StreamingResponse:
+    async def stream(request: Request,
+                     principal: Caller) -> StreamingResponse:
         """Server-Sent Events: a `snapshot` (the overview, with a fingerprint of the data in
         view) whenever new telemetry arrives, keep-alive comments otherwise. Each stream ends
         after about a minute with a `retry:` hint, so it also works where the host buffers
         responses; EventSource reconnects by itself."""
-        parse_filters("stream", request.query_params)  # a bad parameter: 400 now
+        scope(parse_filters("stream", request.query_params), principal)  # 400 or 403 now
         params = dict(request.query_params)
         service = service_factory()
-        return StreamingResponse(_events(request, service, params, poll_s, stream_s, retry_ms),
+        return StreamingResponse(_events(request, service, params, principal, poll_s, stream_s,
+                                         retry_ms),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
@@ -88,7 +96,8 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
 
 
 async def _events(request: Request, service: AdminService, params: dict[str, str],
-                  poll_s: float, stream_s: float, retry_ms: int) -> AsyncIterator[str]:
+                  principal: Principal, poll_s: float, stream_s: float,
+                  retry_ms: int) -> AsyncIterator[str]:
     yield f"retry: {retry_ms}\n\n"
     deadline = time.monotonic() + stream_s
     last = None
@@ -97,13 +106,15 @@ async def _events(request: Request, service: AdminService, params: dict[str, str
         if await request.is_disconnected():
             return
         try:
-            filters = parse_filters("stream", params)  # `until` moves with the clock
+            # `until` moves with the clock; the caller's scope applies to every poll
+            filters = scope(parse_filters("stream", params), principal)
             answer = await run_in_threadpool(service.run, "stream_fingerprint", filters)
             row = answer.rows[0] if answer.rows else {"events": 0, "latest": None}
             fingerprint = f"{row['events']}@{row['latest']}"
             stats = None
             if fingerprint != last:
-                stats = await run_in_threadpool(service.stats, parse_filters("stats", params))
+                stats = await run_in_threadpool(
+                    service.stats, scope(parse_filters("stats", params), principal))
         except (BackendUnavailable, QueryFailed) as error:
             yield "event: unavailable\ndata: " + json.dumps({"message": str(error)}) + "\n\n"
             return  # EventSource reconnects after the retry hint

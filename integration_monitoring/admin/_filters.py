@@ -49,6 +49,8 @@ class Filters:
     status: str = ""
     q: str = ""
     limit: int = 100
+    #: The tenants the caller may read; None: every tenant (an admin).
+    tenants: tuple[str, ...] | None = None
 
     def values(self) -> dict[str, Any]:
         """The prelude's values (every query gets all of them)."""
@@ -57,10 +59,13 @@ class Filters:
             "_bucket": self.bucket, "_tenant": self.tenant_id,
             "_integration": self.integration_id, "_adapter": self.adapter_type,
             "_entity": self.entity, "_status": self.status, "_q": self.q,
+            "_all_tenants": self.tenants is None, "_tenants": self.tenants or (),
         }
 
     def describe(self) -> dict[str, Any]:
+        scope = {} if self.tenants is None else {"tenants": list(self.tenants)}
         return {
+            **scope,
             "since": self.since, "until": self.until,
             "bucketSeconds": int(self.bucket.total_seconds()),
             "filters": {k: v for k, v in {

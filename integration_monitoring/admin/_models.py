@@ -24,6 +24,15 @@ class Window(Model):
     until: str
     bucketSeconds: int
     filters: dict[str, str]
+    tenants: list[str] | None = None  # the caller's scope, for tenant-scoped readers
+
+
+class Me(Model):
+    name: str
+    role: str
+    tenants: list[str] | None
+    via: str
+    mode: str
 
 
 class Envelope(Model):

@@ -6,9 +6,9 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,12 +16,16 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from . import _models as m
+from ._access import AccessDenied, Principal, scope
 from ._backends import BackendUnavailable, QueryFailed
 from ._filters import FilterError, parse_filters
 from ._service import AdminService
 
 PREFIX = "/api/admin/integrations"
 _ERRORS = {400: {"model": m.ErrorBody, "description": "a parameter is wrong; the body names it"},
+           401: {"model": m.ErrorBody, "description": "credentials are missing or wrong"},
+           403: {"model": m.ErrorBody,
+                 "description": "the caller may not read this (another tenant, no role)"},
            502: {"model": m.ErrorBody, "description": "the query engine rejected a query"},
            503: {"model": m.ErrorBody,
                  "description": "the query engine is unavailable or throttled; see Retry-After"}}
@@ -50,8 +54,25 @@ def error_response(status: int, code: str, message: str, parameter: str | None =
     return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
+def caller(request: Request) -> Principal:
+    """The authenticated caller (a dependency of every route that reads or changes data);
+    AccessDenied becomes a 401 or 403."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = request.app.state.access.authenticate(request.headers)
+        request.state.principal = principal
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every failure is JSON `{"error": {...}}`; nothing leaks a stack trace."""
+
+    @app.exception_handler(AccessDenied)
+    async def denied(_: Request, exc: AccessDenied) -> JSONResponse:
+        return error_response(exc.status, exc.code, str(exc), exc.parameter, exc.headers)
 
     @app.exception_handler(FilterError)
     async def bad_filter(_: Request, exc: FilterError) -> JSONResponse:
@@ -87,13 +108,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
     """The five endpoints and the alerts. `service_factory` is called per request."""
-    router = APIRouter(tags=["admin"])
+    router = APIRouter(tags=["admin"], dependencies=[Depends(caller)])
     integrations = APIRouter(prefix=PREFIX, tags=["admin"], responses=_ERRORS)
     common = ("tenantId", "integrationId", "adapterType", "entity", "since", "until", "window")
 
     async def answer(request: Request, endpoint: str,
                      method: Callable[[AdminService, Any], dict[str, Any]]) -> dict[str, Any]:
-        filters = parse_filters(endpoint, request.query_params)
+        filters = scope(parse_filters(endpoint, request.query_params), caller(request))
         service = service_factory()
         return await run_in_threadpool(method, service, filters)
 
@@ -134,6 +155,12 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
         return await answer(request, "performance", AdminService.performance)
 
     router.include_router(integrations)
+
+    @router.get("/api/admin/me", response_model=m.Me, responses=_ERRORS)
+    async def me(request: Request, principal: Caller) -> dict[str, Any]:
+        """Who the caller is, and which tenants they may read (null: every tenant)."""
+        return {**principal.describe(), "mode": request.app.state.access.mode}
+
     alerts = APIRouter(prefix="/api/admin/alerts", tags=["alerts"], responses=_ERRORS)
 
     @alerts.get("", response_model=m.Alerts, openapi_extra={
@@ -145,8 +172,13 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
 
     @alerts.post("/{alert_id}/ack", response_model=m.Acknowledged,
                  responses={404: {"model": m.ErrorBody, "description": "no such alert"}})
-    async def acknowledge(alert_id: str, request: Request) -> Any:
-        """Acknowledge an alert; recorded as an `alert.acknowledged` event."""
+    async def acknowledge(alert_id: str, request: Request,
+                          principal: Caller) -> Any:
+        """Acknowledge an alert; recorded as an `alert.acknowledged` event. Admins only; a
+        signed-in admin is recorded by name, whatever the body's `by` says."""
+        if not principal.is_admin:
+            raise AccessDenied(403, "read_only", "tenant-scoped readers cannot acknowledge "
+                               "alerts; ask a Monitoring.Admin")
         if not _ALERT_ID.fullmatch(alert_id):
             raise FilterError("alert_id", "not an alert id")
         body = await _json_body(request)
@@ -159,8 +191,8 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
                               first["msg"]) from None
         if len(ack.by) > 100 or len(ack.note) > 500:
             raise FilterError("note" if len(ack.note) > 500 else "by", "too long")
-        done = await run_in_threadpool(service_factory().acknowledge, alert_id, ack.by,
-                                       ack.note)
+        by = principal.name if principal.via == "entra" else ack.by
+        done = await run_in_threadpool(service_factory().acknowledge, alert_id, by, ack.note)
         if done is None:
             return error_response(404, "not_found", f"no alert {alert_id!r}", "alert_id")
         return done

@@ -59,6 +59,8 @@ def kql_literal(value: Any) -> str:
         return kql_datetime(value)
     if isinstance(value, dt.timedelta):
         return kql_timespan(value)
+    if isinstance(value, (tuple, list)):  # of strings: a dynamic array for `in (...)`
+        return "dynamic([" + ", ".join(kql_string(item) for item in value) + "])"
     raise LiteralError(f"no KQL literal for {type(value).__name__}")
 
 
