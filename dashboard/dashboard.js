@@ -122,7 +122,7 @@ async function showCaller() {
   document.body.classList.toggle("reader", me.tenants !== null);
   const scope = me.tenants === null ? "all tenants" : `tenants ${me.tenants.join(", ")}`;
   replace("who", me.mode === "open" ? "" : `${me.name} · ${scope}`,
-    sessionStorage.getItem(STORED) ? el("button", { type: "button", onclick: signOut }, "Sign out") : null);
+    ...(sessionStorage.getItem(STORED) ? [el("button", { type: "button", onclick: signOut }, "Sign out")] : []));
 }
 
 // -- small renderers -------------------------------------------------------------------

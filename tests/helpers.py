@@ -7,7 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,7 +27,8 @@ def free_port() -> int:
 def project_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A clean environment for a child process: local mode, its own store."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("APPLICATIONINSIGHTS_", "TELEMETRY_", "LOG_ANALYTICS_"))}
+           if not k.startswith(("APPLICATIONINSIGHTS_", "TELEMETRY_", "LOG_ANALYTICS_",
+                                "ADMIN_"))}
     env["TELEMETRY_DB"] = str(tmp_path / "telemetry.duckdb")
     env.update(extra)
     return env
@@ -44,6 +48,8 @@ class Server:
         )
         self.stdout = ""
         self.stderr = ""
+        token = env.get("ADMIN_API_TOKEN")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -51,14 +57,15 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.process.communicate()}")
             try:
-                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/api/health", headers=self.headers,
+                             timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
         raise TimeoutError("server did not become ready")
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=10)
+        return httpx.get(self.url + path, headers=self.headers, timeout=10)
 
     def wait_for(self, predicate, timeout: float = 60.0, interval: float = 0.2):
         """Poll until predicate(self) is truthy; returns its value."""
@@ -82,3 +89,24 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         if self.process.poll() is None:
             self.stop()
+
+
+@contextmanager
+def serve_app(app) -> Iterator[str]:
+    """An ASGI app on uvicorn in a thread, on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

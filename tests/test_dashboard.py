@@ -19,8 +19,13 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from .helpers import Server
+from integration_monitoring.admin import Access, LocalBackend
+from integration_monitoring.app import create_app
+from integration_monitoring.store import TelemetryStore
+
+from .helpers import Server, serve_app
 from .screenshot import launch
+from .test_access import READER_A, _rows
 
 pytestmark = [
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
@@ -30,6 +35,9 @@ pytestmark = [
 ]
 
 VIEWPORT = {"width": 1280, "height": 720}
+TOKEN = "dashboard-test-token-8d1f"
+# A tab signed in before the page runs, as after the sign-in form (tested on its own).
+SIGNED_IN = f"sessionStorage.setItem('integration-monitoring.credential', '{TOKEN}')"
 ADAPTERS = ("hubspot", "pipedrive", "salesforce", "zendesk")
 CHARTS = ("chart-error-rate", "chart-duration", "chart-throughput", "chart-queue")
 # The first load of each query on a fresh server takes a few seconds; live refreshes follow.
@@ -88,10 +96,13 @@ def _params(url: str) -> dict[str, str]:
 class Dashboard:
     """One browser tab on the dashboard, keeping what its console reported as errors."""
 
-    def __init__(self, browser: Browser, server: Server, color_scheme: str = "light") -> None:
+    def __init__(self, browser: Browser, server: Server, color_scheme: str = "light",
+                 signed_in: bool = True) -> None:
         self.server = server
         self.context = browser.new_context(base_url=server.url, viewport=VIEWPORT,
                                            locale="en-US", color_scheme=color_scheme)
+        if signed_in:
+            self.context.add_init_script(SIGNED_IN)
         self.context.set_default_timeout(20_000)
         self.page: Page = self.context.new_page()
         self.console_errors: list[str] = []
@@ -145,8 +156,10 @@ class Dashboard:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    """The local host with two hours of demo history, its demo running live."""
-    with Server(tmp_path_factory.mktemp("dashboard"), "--hours", "2") as server:
+    """The local host with two hours of demo history, its demo running live; its API wants
+    a bearer token, as anywhere ADMIN_API_TOKEN is set."""
+    with Server(tmp_path_factory.mktemp("dashboard"), "--hours", "2",
+                ADMIN_API_TOKEN=TOKEN) as server:
         server.wait_for(lambda s: s.get("/api/health").json()["host"]["demo"] == "live",
                         timeout=120)
         yield server
@@ -166,8 +179,8 @@ def tabs(browser, server) -> Iterator[Callable[..., Dashboard]]:
     """Opens fresh tabs (each in its own context) and closes them after the test."""
     opened: list[Dashboard] = []
 
-    def tab(color_scheme: str = "light") -> Dashboard:
-        opened.append(Dashboard(browser, server, color_scheme))
+    def tab(color_scheme: str = "light", signed_in: bool = True) -> Dashboard:
+        opened.append(Dashboard(browser, server, color_scheme, signed_in))
         return opened[-1]
 
     yield tab
@@ -516,3 +529,76 @@ def test_active_alerts_show_with_a_runbook_and_can_be_acknowledged(server, dashb
     acked = {a["alertId"]: a for a in server.get("/api/admin/alerts").json()["alerts"]}
     assert acked[alert_id]["acknowledgedBy"] == "dashboard"
     assert dashboard.page_errors == []
+
+
+def test_signing_in_keeps_the_token_out_of_urls(server, tabs):
+    """Without a credential the page asks for the token; once given, every API call and
+    the live stream carry it in a header, and no URL holds it."""
+    # given a tab that has never signed in, recording every request
+    dashboard = tabs(signed_in=False)
+    page = dashboard.page
+    requests = []
+    page.on("request", lambda request: requests.append(request))
+    # when the dashboard opens
+    page.goto("/dashboard")
+    # then it asks for the admin API token and loads nothing
+    form = page.locator("#sign-in")
+    expect(form).to_be_visible()
+    expect(form).to_contain_text("Admin API token")
+    # when a wrong token is given, it asks again with the server's reason
+    page.get_by_label("Admin API token").fill("wrong")
+    page.get_by_role("button", name="Continue").click()
+    expect(form).to_contain_text("not the admin API token")
+    # when the right one is given
+    page.get_by_label("Admin API token").fill(TOKEN)
+    page.get_by_role("button", name="Continue").click()
+    # then the data loads, the stream goes live, and the caller is shown
+    page.wait_for_selector("body[data-loaded]")
+    expect(form).to_be_hidden()
+    expect(page.locator("#live")).to_have_text("Live")
+    expect(page.locator("#who")).to_contain_text("all tenants")
+    dashboard.wait_row_count("health-table", 24)
+    api = [r for r in requests if "/api/" in r.url]
+    assert any("/integrations/stream" in r.url for r in api)
+    signed = [r for r in api if r.headers.get("authorization") == f"Bearer {TOKEN}"]
+    assert len(signed) >= 7
+    assert all(TOKEN not in r.url for r in requests)
+    assert dashboard.page_errors == []
+    # when the user signs out, the form is back
+    page.get_by_role("button", name="Sign out").click()
+    expect(form).to_be_visible()
+
+
+@pytest.fixture(scope="module")
+def entra_app(tmp_path_factory) -> Iterator[str]:
+    """The app as behind App Service authentication, over two tenants' data."""
+    store = TelemetryStore(tmp_path_factory.mktemp("entra") / "entra.duckdb")
+    traces, metrics = _rows()
+    store.append("AppTraces", traces)
+    store.append("AppMetrics", metrics)
+    with serve_app(create_app(backend=LocalBackend(store), access=Access("entra"))) as url:
+        yield url
+    store.close()
+
+
+def test_a_tenant_reader_sees_only_its_tenant_in_the_page(browser, entra_app):
+    """Signed in as tenant-a's reader (the platform adds the principal header), the page
+    lists tenant-a only, says so, and offers no acknowledgement."""
+    context = browser.new_context(base_url=entra_app, viewport=VIEWPORT,
+                                  extra_http_headers=READER_A)
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto("/dashboard")
+        page.wait_for_selector("body[data-loaded]")
+        expect(page.locator("#who")).to_have_text("ops@example.com · tenants tenant-a")
+        tenants = page.evaluate(COLUMN, ["health-table", 1])
+        assert tenants == ["tenant-a"]
+        assert "tenant-b" not in page.locator("main").inner_text()
+        alert = page.locator("#alerts-list [data-alert]")
+        expect(alert).to_have_count(1)
+        expect(alert.get_by_role("button", name="Acknowledge")).to_be_hidden()
+        assert errors == []
+    finally:
+        context.close()

@@ -152,7 +152,7 @@ class Access:
                                f"{name} has neither the {ADMIN_ROLE} nor the {READER_ROLE} app "
                                "role; ask an administrator to assign one")
         tenants = frozenset(t for value in _values(claims, (self.tenant_claim,))
-                            for t in re.split(r"[\s,;]+", value) if _TENANT_ID.fullmatch(t))
+                            for t in _tenant_list(value))
         if not tenants:
             raise AccessDenied(403, "no_tenants",
                                f"{name} is a {READER_ROLE} but the '{self.tenant_claim}' claim "
@@ -187,6 +187,13 @@ def _client_principal(header: str) -> tuple[list[dict[str, Any]], str, str]:
     name_type = body.get("name_typ") if isinstance(body.get("name_typ"), str) else "name"
     role_type = body.get("role_typ") if isinstance(body.get("role_typ"), str) else "roles"
     return claims, name_type, role_type
+
+
+def _tenant_list(value: str) -> list[str]:
+    """Tenant ids in one claim value (separated by commas, semicolons or spaces); a value
+    with anything that is not an id counts for nothing rather than for part of it."""
+    ids = [t for t in re.split(r"[\s,;]+", value.strip()) if t]
+    return ids if all(_TENANT_ID.fullmatch(t) for t in ids) else []
 
 
 def _values(claims: list[dict[str, Any]], types: tuple[str, ...]) -> list[str]:
