@@ -6,7 +6,8 @@
 // (or `azd up`, which uses the same files; see the README, "Deploying to Azure"). It brings up:
 //   - a Log Analytics workspace (retention a parameter, 30 days at least) and workspace-based
 //     Application Insights (monitoring.bicep);
-//   - a storage account reached by identity only (storage.bicep);
+//   - a storage account reached by identity only, with the alert relay's outbox table
+//     (storage.bicep);
 //   - a user-assigned managed identity, and the Function App on a Flex Consumption plan running
 //     as that identity, with every app setting the code reads (function-app.bicep), optionally
 //     behind App Service authentication (Entra ID);
@@ -118,6 +119,14 @@ param dashboardBaseUrl string = ''
 @description('Whether the alert rules are evaluated.')
 param alertsEnabled bool = true
 
+@description('ALERT_REDELIVERY_HOURS: how long the relay keeps retrying a Slack or PagerDuty delivery that failed before giving it up.')
+@minValue(1)
+@maxValue(720)
+param alertRedeliveryHours int = 24
+
+@description('ALERT_REDELIVERY_SCHEDULE: six-field NCRONTAB of the timer that sends queued alert deliveries again.')
+param alertRedeliverySchedule string = '30 * * * * *'
+
 // --- Telemetry settings -----------------------------------------------------------------------
 
 @description('TELEMETRY_STDOUT: also print every event as a JSON line (Azure keeps no console output here).')
@@ -143,7 +152,7 @@ param instanceMemoryMB int = 2048
 
 // --- App Service authentication (optional) ----------------------------------------------------
 
-@description('Require Entra ID sign-in in front of the app (App Service authentication); the relay and the health probe stay reachable.')
+@description('Require Entra ID sign-in in front of the app (App Service authentication) instead of function keys; the relay stays reachable with its secret.')
 param enableAuth bool = false
 
 @description('Client (application) id of the app registration for sign-in (required with enableAuth).')
@@ -155,6 +164,9 @@ param authClientSecret string = ''
 
 @description('Object ids of the Entra ID groups allowed to sign in; empty allows the whole tenant.')
 param authAllowedGroupIds array = []
+
+@description('Claim listing the tenants a Monitoring.Reader may read (for example a directory extension attribute).')
+param authTenantClaim string = 'tenants'
 
 // --- Names ------------------------------------------------------------------------------------
 
@@ -212,6 +224,7 @@ module rbac 'modules/rbac.bicep' = {
     principalId: identity.properties.principalId
     workspaceName: monitoring.outputs.workspaceName
     storageAccountName: storage.outputs.name
+    outboxTableName: storage.outputs.outboxTableName
     appInsightsName: monitoring.outputs.appInsightsName
     assignMetricsPublisher: appInsightsEntraAuth
   }
@@ -248,6 +261,8 @@ module functionApp 'modules/function-app.bicep' = {
     serviceBusFullyQualifiedNamespace: serviceBusRbac.outputs.fullyQualifiedNamespace
     serviceBusQueues: serviceBusQueues
     queueSampleSchedule: queueSampleSchedule
+    alertRedeliverySchedule: alertRedeliverySchedule
+    alertRedeliveryHours: alertRedeliveryHours
     relaySecret: relaySecret
     slackWebhookUrl: slackWebhookUrl
     pagerDutyRoutingKey: pagerDutyRoutingKey
@@ -262,6 +277,7 @@ module functionApp 'modules/function-app.bicep' = {
     authClientId: authClientId
     authClientSecret: authClientSecret
     authAllowedGroupIds: authAllowedGroupIds
+    authTenantClaim: authTenantClaim
   }
   dependsOn: [
     rbac // the host reads its storage by identity from the first start

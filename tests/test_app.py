@@ -114,6 +114,69 @@ print("RESULT", json.dumps({"binding": binding, "status": response.status_code,
     assert result["status"] == 200 and result["body"]["status"] == "ok"
 
 
+_FUNCTIONS_PROBE = """
+import asyncio, json
+import azure.functions as func
+import function_app
+
+class Context:
+    invocation_id = "1"; function_name = "f"; function_directory = "."
+    trace_context = retry_context = thread_local_storage = None
+
+functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
+bindings = {name: binding for name, f in functions.items()
+            for binding in json.loads(f.get_function_json())["bindings"][:1]
+            if binding["type"] == "httpTrigger"}
+answers = {}
+for name, path in PROBES:
+    request = func.HttpRequest(method="GET", url="http://localhost" + path, body=b"",
+                               headers={}, route_params={})
+    response = asyncio.run(functions[name].get_user_function()(request, Context()))
+    answers[path] = response.status_code
+print("RESULT", json.dumps({"bindings": bindings, "answers": answers}))
+"""
+
+
+def _probe_function_app(tmp_path, probes, **env) -> dict:
+    script = f"PROBES = {probes!r}\n" + _FUNCTIONS_PROBE
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=project_env(tmp_path, **env))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.split("RESULT ", 1)[1])
+
+
+def test_with_function_keys_only_the_dashboard_shell_is_anonymous(tmp_path):
+    """The page, its assets and runbooks answer without a key (they hold no data); the shell
+    function passes nothing else to the app."""
+    result = _probe_function_app(tmp_path, [
+        ("dashboard_shell", "/dashboard"),
+        ("dashboard_shell", "/dashboard/static/dashboard.js"),
+        ("dashboard_shell", "/dashboard/access.json"),
+        ("runbooks", "/docs/runbooks/high-sync-failure-rate.md"),
+        ("dashboard_shell", "/dashboard/../api/admin/integrations/stats"),
+        ("dashboard_shell", "/dashboard/%2e%2e/api/health"),
+        ("dashboard_shell", "/dashboard/static/../../metrics"),
+    ])
+    bindings = result["bindings"]
+    assert bindings["http_app_func"]["authLevel"] == "FUNCTION"
+    assert bindings["dashboard_shell"]["authLevel"] == "ANONYMOUS"
+    assert bindings["dashboard_shell"]["route"] == "dashboard/{*path}"
+    assert bindings["dashboard_shell"]["methods"] == ["GET"]
+    assert bindings["runbooks"]["authLevel"] == "ANONYMOUS"
+    assert list(result["answers"].values()) == [200, 200, 200, 200, 404, 404, 404]
+
+
+def test_behind_entra_id_the_app_is_one_anonymous_function_that_checks_the_principal(
+        tmp_path):
+    """ADMIN_AUTH=entra: App Service authentication is the gate, so the host asks for no key,
+    and the app itself refuses a call without a signed-in principal."""
+    result = _probe_function_app(tmp_path, [("http_app_func", "/api/health")],
+                                 ADMIN_AUTH="entra")
+    assert set(result["bindings"]) == {"http_app_func"}
+    assert result["bindings"]["http_app_func"]["authLevel"] == "ANONYMOUS"
+    assert result["answers"] == {"/api/health": 401}
+
+
 def test_host_json_serves_routes_without_prefix_and_uses_opentelemetry():
     """host.json drops the /api prefix (the app owns its routes) and selects OpenTelemetry."""
     host = json.loads((ROOT / "host.json").read_text())

@@ -69,6 +69,7 @@ LOCAL_ONLY = {
     "TELEMETRY_DB": (
         "path of the local DuckDB store, never opened when Application Insights is configured"
     ),
+    "ADMIN_API_TOKEN": "the local server's bearer token; on Azure, function keys or Entra ID",
     "TELEMETRY_RETENTION_DAYS": (
         "clean-up of the local store; in Azure the workspace's retention (logRetentionDays) applies"
     ),
@@ -105,6 +106,7 @@ SECRET_PARAMS = {
 ROLES = {
     "Log Analytics Reader": "73c42c96-874c-492b-b04d-ab87d138a893",
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Azure Service Bus Data Owner": "090c5cfd-751d-490a-894a-3ce6f1109419",
 }
@@ -342,6 +344,11 @@ def test_the_identity_gets_the_roles_it_needs_and_no_more(bicep):
     assert assignments == {
         ("microsoft.operationalinsights/workspaces", ROLES["Log Analytics Reader"]),
         ("microsoft.storage/storageaccounts", ROLES["Storage Blob Data Owner"]),
+        # the alert relay's outbox, on its table only
+        (
+            "microsoft.storage/storageaccounts/tableservices/tables",
+            ROLES["Storage Table Data Contributor"],
+        ),
         ("microsoft.insights/components", ROLES["Monitoring Metrics Publisher"]),
         # queue runtime properties need Manage: Data Owner, on each sampled queue only
         ("microsoft.servicebus/namespaces/queues", ROLES["Azure Service Bus Data Owner"]),
@@ -358,6 +365,36 @@ def test_the_app_starts_after_its_role_assignments(bicep):
     assert "serviceBusRbac.outputs" in text(
         properties(properties(app)["params"])["serviceBusFullyQualifiedNamespace"]
     )
+
+
+def test_the_alert_outbox_table_is_where_the_app_looks_and_only_it_is_writable(bicep):
+    """The storage module creates the table the code names, the app's setting is that account's
+    table endpoint, and the table role is scoped to that table, whose name main passes on."""
+    from integration_monitoring.alerts._outbox import TABLE_NAME
+
+    storage = root_of(bicep, MODULES / "storage.bicep")
+    kinds = {
+        declared_name(r): resource_type(r).partition("@")[0].lower()
+        for r in declarations(storage, "resource_declaration")
+    }
+    assert kinds["outbox"] == "microsoft.storage/storageaccounts/tableservices/tables"
+    [default] = [
+        string_value(p.named_children[-1])
+        for p in declarations(storage, "parameter_declaration")
+        if declared_name(p) == "outboxTableName"
+    ]
+    assert default == TABLE_NAME
+    assert text(outputs(storage)["outboxTableName"]) == "outbox.name"
+    settings = function_app_settings(bicep)
+    endpoint = text(settings["ALERT_OUTBOX_TABLE_ENDPOINT"])
+    assert endpoint == "storage.properties.primaryEndpoints.table"
+    assert text(settings["ALERT_REDELIVERY_HOURS"]) == "string(alertRedeliveryHours)"
+    _, rbac = modules(root_of(bicep, MAIN))["rbac"]
+    passed = properties(properties(rbac)["params"])["outboxTableName"]
+    assert text(passed) == "storage.outputs.outboxTableName"
+    scopes = {(file, scope) for file, scope, role in role_assignments(bicep)
+              if role == ROLES["Storage Table Data Contributor"]}
+    assert scopes == {("rbac.bicep", "microsoft.storage/storageaccounts/tableservices/tables")}
 
 
 # --- Modules, parameters and secrets ------------------------------------------------------------

@@ -52,6 +52,9 @@ PRELUDE = {
     "_entity": "${entity:json}",
     "_status": '""',
     "_q": "${q:json}",
+    # Grafana's data source reads with its own identity: every tenant is in scope.
+    "_all_tenants": "true",
+    "_tenants": "dynamic([])",
 }
 
 

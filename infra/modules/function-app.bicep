@@ -1,5 +1,5 @@
 // The Function App: a Flex Consumption (FC1) plan and a Python 3.11 app that runs function_app.py
-// (the admin ASGI app and the queue depth timer), with a user-assigned managed identity for
+// (the admin ASGI app, the queue depth timer and the alert redelivery timer), with a user-assigned managed identity for
 // everything it reaches, and optionally App Service authentication (Entra ID) in front of it.
 //
 // App settings: every setting the Python code reads (tests/test_infra.py greps the code and
@@ -65,6 +65,14 @@ param serviceBusQueues array
 @description('QUEUE_SAMPLE_SCHEDULE: six-field NCRONTAB of the queue depth timer.')
 param queueSampleSchedule string = '0 * * * * *'
 
+@description('ALERT_REDELIVERY_SCHEDULE: six-field NCRONTAB of the timer that sends queued alert deliveries again.')
+param alertRedeliverySchedule string = '30 * * * * *'
+
+@description('ALERT_REDELIVERY_HOURS: how long after its first failure a Slack or PagerDuty delivery is retried before it is given up.')
+@minValue(1)
+@maxValue(720)
+param alertRedeliveryHours int = 24
+
 @description('ALERT_RELAY_SECRET: the shared secret action groups send to the relay.')
 @secure()
 param relaySecret string
@@ -129,10 +137,12 @@ param authClientSecret string = ''
 @description('Object ids of the Entra ID groups allowed in; empty allows every account of the tenant that can sign in to the app registration.')
 param authAllowedGroupIds array = []
 
-@description('Paths that stay reachable without signing in: the relay (Azure Monitor cannot sign in; it carries the relay secret) and the health probe. Function keys still apply to them.')
+@description('Name of the claim that lists a Monitoring.Reader\'s tenants (comma-, semicolon- or space-separated, or one claim per tenant).')
+param authTenantClaim string = 'tenants'
+
+@description('Paths that stay reachable without signing in: the relay (Azure Monitor cannot sign in; it carries the relay secret).')
 param authExcludedPaths array = [
   '/api/alerts/relay'
-  '/api/health'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-01-01' existing = {
@@ -154,6 +164,10 @@ var codeSettings = {
   SERVICEBUS_FULLY_QUALIFIED_NAMESPACE: serviceBusFullyQualifiedNamespace
   SERVICEBUS_QUEUES: join(serviceBusQueues, ',')
   QUEUE_SAMPLE_SCHEDULE: queueSampleSchedule
+  ALERT_REDELIVERY_SCHEDULE: alertRedeliverySchedule
+  ALERT_REDELIVERY_HOURS: string(alertRedeliveryHours)
+  // The relay's outbox table (storage.bicep), reached by identity like AzureWebJobsStorage.
+  ALERT_OUTBOX_TABLE_ENDPOINT: storage.properties.primaryEndpoints.table
   ALERT_RELAY_SECRET: relaySecret
   SLACK_WEBHOOK_URL: slackWebhookUrl
   PAGERDUTY_ROUTING_KEY: pagerDutyRoutingKey
@@ -164,6 +178,9 @@ var codeSettings = {
   TELEMETRY_PROMETHEUS: telemetryPrometheus ? 'true' : 'false'
   TELEMETRY_CARDINALITY_LIMIT: string(telemetryCardinalityLimit)
   TELEMETRY_EXPORT_INTERVAL_MS: string(telemetryExportIntervalMs)
+  // Who may call: function keys checked by the host, or Entra ID sign-in with app roles.
+  ADMIN_AUTH: enableAuth ? 'entra' : 'function-key'
+  ADMIN_TENANT_CLAIM: authTenantClaim
 }
 
 // The Functions host and the Azure SDKs: storage by identity, and which identity
@@ -247,7 +264,9 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
 }
 
 // App Service authentication (Easy Auth, v2 settings): browsers are sent to Entra ID sign-in,
-// except on authExcludedPaths. The app's own function keys (http_auth_level FUNCTION) still apply.
+// except on authExcludedPaths. With it the app runs at auth level ANONYMOUS (ADMIN_AUTH=entra)
+// and authorizes from the signed-in principal's app roles: Monitoring.Admin reads every tenant,
+// Monitoring.Reader the tenants in its tenant claim.
 resource auth 'Microsoft.Web/sites/config@2024-11-01' = if (enableAuth) {
   parent: site
   name: 'authsettingsV2'

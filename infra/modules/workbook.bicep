@@ -52,6 +52,7 @@ var kql = {
 // as a timespan; :escapejson escapes quotes and backslashes as a KQL string literal needs. The
 // lookback (status changes, alerts) is the API's LOOKBACK of 30 days. The bucket is the
 // workbook's grain for the range where the API picks from 1m..1d for at most 96 points.
+// Workbook readers are scoped by Azure RBAC on the workspace, so every tenant is in scope.
 // _status is set per tile, after this prelude.
 var prelude = '''
 let _since = {TimeRange:start};
@@ -63,6 +64,8 @@ let _integration = "{Integration:escapejson}";
 let _adapter = "{Adapter:escapejson}";
 let _entity = "{Entity:escapejson}";
 let _q = "{Search:escapejson}";
+let _all_tenants = true;
+let _tenants = dynamic([]);
 '''
 
 // Tiles over the range take the TimeRange parameter as their time context (durationMs 0 plus
