@@ -61,6 +61,7 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
         redoc_url=None,
     )
     app.state.access = access or Access.for_local()
+    app.add_middleware(BaselineHeaders)
     install_error_handlers(app)
     app.include_router(admin_router(service))
     app.include_router(relay_router(deliverer_factory or default_deliverer))
@@ -97,3 +98,31 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
         return Response(config.prometheus.exposition(), media_type=CONTENT_TYPE)
 
     return app
+
+
+class BaselineHeaders:
+    """Headers every answer carries: no MIME sniffing, no referrer, and no caching of what a
+    route did not say may be cached (answers hold tenants' data, so shared caches and the
+    browser's disk must not keep them). A plain ASGI wrapper: streams pass straight through."""
+
+    HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in self.HEADERS if n not in present]
+                if b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -334,3 +334,17 @@ def test_serve_with_a_token_requires_it(tmp_path):
         assert server.get("/api/health").status_code == 200
         assert server.get("/dashboard/access.json").json() == {"mode": "token",
                                                               "credential": "bearer"}
+
+
+def test_every_answer_carries_the_baseline_headers(entra):
+    """Data is never cached or sniffed; the page's assets keep their own caching rule."""
+    for path, headers in (("/api/admin/integrations/stats", ADMIN),
+                          ("/api/admin/integrations/stats", {}),
+                          ("/api/health", READER_A)):
+        response = httpx.get(entra + path, headers=headers, params={"until": UNTIL})
+        assert response.headers["cache-control"] == "no-store", path
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    asset = httpx.get(entra + "/dashboard/static/dashboard.js")
+    assert asset.headers["cache-control"] == "no-cache"
+    assert asset.headers["content-security-policy"].startswith("default-src 'self'")
