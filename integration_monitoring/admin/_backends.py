@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -86,7 +88,11 @@ class LogAnalyticsBackend:
 
     def __init__(self, workspace_id: str, credential: Any = None, *,
                  server_timeout_s: int = 60, retries: int = 2, backoff_s: float = 1.0,
+                 max_wait_s: float = 10.0, sleep: Callable[[float], None] = time.sleep,
                  **client_options: Any) -> None:
+        """`max_wait_s`: the longest wait before a retry; a service asking for more is not
+        asked again, its Retry-After goes to the caller. `sleep` waits (tests pass their
+        own to see the waits)."""
         from azure.monitor.query import LogsQueryClient
 
         if credential is None:
@@ -97,16 +103,23 @@ class LogAnalyticsBackend:
         self.server_timeout_s = server_timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
-        # A socket that stays silent past the server timeout will not answer.
+        self.max_wait_s = max_wait_s
+        self._sleep = sleep
+        # A socket that stays silent past the server timeout will not answer; the SDK's
+        # default connection timeout (300 s) would hold a request for minutes.
         client_options.setdefault("read_timeout", server_timeout_s + 15)
+        client_options.setdefault("connection_timeout", 10)
+        self.read_timeout_s = client_options["read_timeout"]
         # Our own retry loop below honours Retry-After; the SDK's would stack on top of it.
-        self.client = LogsQueryClient(credential, retry_total=0, **client_options)
+        self.client = LogsQueryClient(credential, retry_total=0,
+                                      raw_response_hook=_unreadable_error, **client_options)
 
     def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer:
         from azure.core.exceptions import (
             HttpResponseError,
             ServiceRequestError,
             ServiceResponseError,
+            ServiceResponseTimeoutError,
         )
         from azure.monitor.query import LogsQueryPartialResult
 
@@ -130,17 +143,34 @@ class LogAnalyticsBackend:
                 if status not in self.RETRYABLE:
                     raise QueryFailed(f"Log Analytics rejected the query ({status}): "
                                       f"{error.message}") from error
+                if retry_after is not None and retry_after > self.max_wait_s:
+                    # Asking sooner than the service said would only be refused again.
+                    raise BackendUnavailable(
+                        f"Log Analytics answered {status} and asks to wait {retry_after} s",
+                        retry_after) from error
                 if attempt > self.retries:
                     raise BackendUnavailable(
                         f"Log Analytics answered {status} {attempt} times",
                         retry_after or 30) from error
-                time.sleep(min(retry_after or self.backoff_s * 2 ** (attempt - 1)
-                               * random.uniform(0.8, 1.2), 10))
+                self._sleep(retry_after or min(self.backoff_s * 2 ** (attempt - 1)
+                                               * random.uniform(0.8, 1.2), self.max_wait_s))
+            except json.JSONDecodeError as error:
+                # A 200 whose body is not JSON (a proxy's page): no answer, as if cut off.
+                if attempt > self.retries:
+                    raise BackendUnavailable("Log Analytics sent an answer that is not "
+                                             "JSON") from error
+                self._sleep(min(self.backoff_s * 2 ** (attempt - 1), self.max_wait_s))
+            except ServiceResponseTimeoutError as error:
+                # Silent past the server timeout: asking again would make the caller wait
+                # as long once more, for the same outcome.
+                raise BackendUnavailable(
+                    f"Log Analytics did not answer within {self.read_timeout_s} s",
+                    60) from error
             except (ServiceRequestError, ServiceResponseError) as error:
-                # DNS, refused, TLS, or no answer within the read timeout
+                # DNS, refused, TLS, a connection cut mid-answer
                 if attempt > self.retries:
                     raise BackendUnavailable(f"Log Analytics unreachable: {error}") from error
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                self._sleep(min(self.backoff_s * 2 ** (attempt - 1), self.max_wait_s))
         if isinstance(response, LogsQueryPartialResult):
             table = response.partial_data[0] if response.partial_data else None
             partial = [_partial_reason(response.partial_error)]
@@ -182,15 +212,34 @@ def _timespan(text: str) -> dt.timedelta | str:
 
 
 def _partial_reason(error: Any) -> str:
-    """The service puts the real cause in details[].innererror; the SDK keeps the top."""
+    """The service puts the real cause in details[].innererror; the SDK keeps the top.
+    The SDK hands details over as its own models, which are mappings but not dicts."""
     for detail in getattr(error, "details", None) or []:
-        inner = detail.get("innererror") if isinstance(detail, dict) else None
-        while isinstance(inner, dict) and inner.get("innererror"):
+        inner = detail.get("innererror") if isinstance(detail, Mapping) else None
+        while isinstance(inner, Mapping) and inner.get("innererror"):
             inner = inner["innererror"]
-        message = (inner or {}).get("message") if isinstance(inner, dict) else None
+        message = inner.get("message") if isinstance(inner, Mapping) else None
         if message:
             return str(message)
     return getattr(error, "message", None) or "partial result"
+
+
+def _unreadable_error(pipeline_response: Any) -> None:
+    """An error whose body is not JSON (a gateway's HTML page, an empty 503) as an
+    HttpResponseError with its status and headers: the SDK would parse the body first and
+    raise a bare JSONDecodeError, losing both."""
+    from azure.core.exceptions import HttpResponseError
+
+    response = pipeline_response.http_response
+    if response.status_code == 200:
+        return
+    try:
+        json.loads(response.text() or "")
+    except ValueError:
+        status = f"{response.status_code} {response.reason or ''}".strip()
+        raise HttpResponseError(
+            message=f"Log Analytics answered {status} with a body that is not JSON",
+            response=response) from None
 
 
 def _retry_after(error: Any) -> int | None:

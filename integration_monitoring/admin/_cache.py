@@ -2,6 +2,11 @@
 
 Log Analytics allows 5 concurrent queries and 200 per 30 s per identity: cost must not grow
 with the number of people looking at the dashboard.
+
+Failures are never kept: the next caller asks again. An answer that says it is incomplete
+(a true `partial` attribute, as `Answer` has) is kept only `partial_ttl_s`: enough to spare
+the engine a burst of identical requests, short enough that the complete answer is served
+as soon as the engine gives it again.
 """
 
 from __future__ import annotations
@@ -23,19 +28,21 @@ class SharedQueries:
     """A TTL cache with single flight: one computation per key per TTL."""
 
     def __init__(self, ttl_s: float = 15.0, max_entries: int = 512,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 partial_ttl_s: float = 2.0) -> None:
         self.ttl_s = ttl_s
+        self.partial_ttl_s = min(partial_ttl_s, ttl_s)
         self.max_entries = max_entries
         self.clock = clock
         self.calls = 0  # backend computations, for tests and benchmarks
-        self._entries: dict[Hashable, tuple[float, Any]] = {}
+        self._entries: dict[Hashable, tuple[float, Any]] = {}  # key: (expires at, value)
         self._flights: dict[Hashable, _Flight] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and self.clock() - entry[0] < self.ttl_s:
+            if entry is not None and self.clock() < entry[0]:
                 return entry[1]
             flight = self._flights.get(key)
             leader = flight is None
@@ -68,9 +75,14 @@ class SharedQueries:
 
     def _store(self, key: Hashable, value: Any) -> None:
         now = self.clock()
+        ttl = self.partial_ttl_s if getattr(value, "partial", None) else self.ttl_s
+        if ttl <= 0:
+            self._entries.pop(key, None)
+            return
         if len(self._entries) >= self.max_entries:
-            for stale in [k for k, (at, _) in self._entries.items() if now - at >= self.ttl_s]:
+            for stale in [k for k, (until, _) in self._entries.items() if now >= until]:
                 del self._entries[stale]
             while len(self._entries) >= self.max_entries:
                 del self._entries[next(iter(self._entries))]
-        self._entries[key] = (now, value)
+        self._entries.pop(key, None)  # re-inserted last: the newest is evicted last
+        self._entries[key] = (now + ttl, value)

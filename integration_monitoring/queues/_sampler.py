@@ -6,6 +6,7 @@ demo's local queues; only the depth source differs.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from collections.abc import Mapping
@@ -19,6 +20,23 @@ SAMPLER_SERVICE = "queue-depth-sampler"
 #: Service Bus entity names: letters, digits, `.`, `-`, `_`, `/`; start and end alphanumeric.
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,258}[A-Za-z0-9])?$")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9.-]+(?::\d{1,5})?$")
+#: Why a queue could not be sampled (the `reason` label of the failure counter), and what
+#: to do about it.
+HINTS = {
+    "forbidden": "the app's identity needs Azure Service Bus Data Owner (the Manage right) "
+                 "on the queue or the namespace",
+    "not_found": "the namespace has no such queue: check SERVICEBUS_QUEUES",
+    "throttled": "Service Bus is throttling the namespace; the next run tries again",
+    "timeout": "Service Bus did not answer in time; the next run tries again",
+    "server_error": "Service Bus failed to answer; the next run tries again",
+    "unreachable": "the namespace could not be reached (DNS, network, firewall, TLS); "
+                   "the next run tries again",
+    "credential": "the app's identity could not get a token (managed identity, az login)",
+    "error": "unexpected failure; see the error",
+}
+#: Failures that every other queue of the namespace would meet too: after one, the run
+#: stops asking, so it ends well inside its schedule instead of waiting out each queue.
+NAMESPACE_WIDE = frozenset({"unreachable", "credential"})
 
 
 class SettingError(ValueError):
@@ -40,7 +58,8 @@ class QueueDepth:
 @dataclass
 class SampleResult:
     depths: list[QueueDepth] = field(default_factory=list)
-    failures: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # queue: "ErrorType: message"
+    reasons: dict[str, str] = field(default_factory=dict)  # queue: a key of HINTS
 
 
 class DepthSource(Protocol):
@@ -75,6 +94,7 @@ class ServiceBusDepths:
             credential = DefaultAzureCredential()
         # Only read_timeout bounds a slow answer, and the SDK retries it 3 times by default:
         # one run must finish well inside its one-minute schedule.
+        self.namespace = namespace
         self.timeout_s = timeout_s
         self._client = ServiceBusAdministrationClient(
             namespace, credential, retry_total=retries, **client_options)
@@ -92,23 +112,92 @@ class ServiceBusDepths:
 
 def sample_queue_depths(source: DepthSource, queues: list[str],
                         telemetry: Telemetry | None = None) -> SampleResult:
-    """Record each queue's depths; a failing queue is logged (warn) and counted, not raised."""
+    """Record each queue's depths. A queue that cannot be read is logged (warn, naming the
+    queue, the reason and what to do) and counted by reason; the others are still sampled.
+    Nothing is raised: a timer run always completes."""
     t = telemetry or current()
+    log = get_logger(SAMPLER_SERVICE, t)
+    namespace = getattr(source, "namespace", None)
     result = SampleResult()
+    cut_off: tuple[str, str] | None = None  # (reason, first queue) of a namespace-wide failure
     for queue in queues:
+        if cut_off is not None:
+            reason, first = cut_off
+            result.failures[queue] = f"not tried: {first} failed with {reason}"
+            _failed(t, log, result, queue, reason, namespace=namespace, attempted=False,
+                    error=f"not tried: the namespace failed for {first!r} ({reason})")
+            continue
         try:
             depth = source.depth(queue)
         except Exception as exc:  # not found, forbidden, timeout: the others still count
-            reason = f"{type(exc).__name__}: {exc}"
-            result.failures[queue] = reason
-            t.metric("service_bus_sample_failures_total", 1, {"queue": queue})
-            get_logger(SAMPLER_SERVICE, t).warn(
-                "queue.sample_failed", queue=queue, error=str(exc) or type(exc).__name__,
-                errorType=type(exc).__name__)
+            reason, status = failure_reason(exc)
+            result.failures[queue] = f"{type(exc).__name__}: {exc}"
+            _failed(t, log, result, queue, reason, namespace=namespace, attempted=True,
+                    error=describe_failure(exc), errorType=type(exc).__name__,
+                    statusCode=status)
+            if reason in NAMESPACE_WIDE:
+                cut_off = (reason, queue)
             continue
         record_queue_depth(queue, depth.active, depth.dead_letter, telemetry=t)
         result.depths.append(depth)
     return result
+
+
+def _failed(t: Telemetry, log: Any, result: SampleResult, queue: str, reason: str,
+            **fields: Any) -> None:
+    result.reasons[queue] = reason
+    t.metric("service_bus_sample_failures_total", 1, {"queue": queue, "reason": reason})
+    log.warn("queue.sample_failed", queue=queue, reason=reason, hint=HINTS[reason],
+             **{key: value for key, value in fields.items() if value is not None})
+
+
+def failure_reason(exc: BaseException) -> tuple[str, int | None]:
+    """A key of HINTS for an exception a depth source raised, and the HTTP status if any."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseTimeoutError,
+    )
+
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    if isinstance(exc, (ResourceNotFoundError, LookupError)) or status == 404:
+        return "not_found", status
+    if status in (401, 403):
+        return "forbidden", status
+    if isinstance(exc, ClientAuthenticationError) and status is None:
+        return "credential", None  # raised by the credential, before any request
+    if status == 429:
+        return "throttled", status
+    if status is not None and status >= 500:
+        return "server_error", status
+    if isinstance(exc, (ServiceResponseTimeoutError, TimeoutError)):
+        return "timeout", status
+    if isinstance(exc, ServiceRequestError):  # no connection: DNS, refused, TLS
+        return "unreachable", status
+    return "error", status
+
+
+_DETAIL = re.compile(r"<Detail>(.*?)</Detail>", re.DOTALL)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for the event: the service's own `<Detail>` (with its TrackingId, which
+    Microsoft support asks for) rather than the SDK's "Operation returned ..." wrapper."""
+    status = getattr(exc, "status_code", None)
+    detail = None
+    response = getattr(exc, "response", None)
+    if response is not None:
+        try:
+            found = _DETAIL.search(response.text() or "")
+        except Exception:  # an unreadable body: fall back to the exception's text
+            found = None
+        if found:
+            detail = html.unescape(found.group(1)).strip()
+    text = detail or getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    text = " ".join(str(text).split())[:1000]
+    return f"Service Bus answered {status}: {text}" if isinstance(status, int) else text
 
 
 def parse_queue_names(value: str | None, setting: str = "SERVICEBUS_QUEUES") -> list[str]:

@@ -24,9 +24,21 @@ writes the rows the way the service does (see `to_wire`):
 
 Requests without `Authorization: Bearer <the credential's token>` get the service's 401.
 A query duckdb-kql cannot run gets the service's 400 `BadArgumentError`. Tests inject
-faults with `fail_next` (an HTTP error, with `Retry-After` if asked), `partial_next` (the
-rows plus a `PartialError`, which the SDK turns into `LogsQueryPartialResult`) and `delay`
-(a stall; one longer than the request's `Prefer: wait=N` ends in the service's 504).
+faults, and switch them off again, with:
+
+- `fail_next(n, ...)`: the next n queries get an HTTP error (with `Retry-After` if asked);
+  `fail_always(...)`: every query does, until `reset`. The body is the service's JSON
+  error, or any other text (`body=`), as a gateway in front of the service may send.
+- `partial_next(n)` / `partial_always()`: the rows plus a `PartialError` beside them,
+  which the SDK turns into `LogsQueryPartialResult`.
+- `delay(s)`: a stall; one longer than the request's `Prefer: wait=N` ends in the
+  service's 504, as the service cancels a query at its server timeout.
+- `go_down()` / `come_up()`: the endpoint refuses connections, then listens again on the
+  same port.
+- `reset()`: all of the above off. One-off faults are used before standing ones.
+
+Each recorded request carries its arrival time (`at`, `time.monotonic()`), so a test can
+check how long a client waited between attempts.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ import datetime as dt
 import json
 import math
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -46,8 +59,7 @@ import duckdb
 from duckdb_kql import KqlError
 from duckdb_kql.errors import KqlSyntaxError
 
-from ._server import LoopbackHandler, LoopbackServer
-from .servicebus import StaticTokenCredential
+from .servicebus import OutageAwareHandler, Outages, StaticTokenCredential
 
 DEFAULT_TOKEN = "loopback-loganalytics-token"
 QUERY_PATH = re.compile(r"^/v1/workspaces/(?P<workspace>[^/]+)/query/?$")
@@ -82,6 +94,7 @@ class RecordedRequest(NamedTuple):
     path: str  # as sent, query string included
     headers: dict[str, str]  # names lower-cased
     body: Any  # the parsed JSON body, or None when it was not JSON
+    at: float = 0.0  # time.monotonic() on arrival
 
     @property
     def query(self) -> str:
@@ -95,9 +108,10 @@ class _Failure:
     retry_after: float | None
     code: str | None
     message: str | None
+    body: str | None = None  # raw text instead of the service's JSON error
 
 
-class LogAnalyticsLoopback(LoopbackServer):
+class LogAnalyticsLoopback(Outages):
     """An HTTPS server that answers Log Analytics queries by running them on a local store."""
 
     name = "loganalytics-loopback"
@@ -113,6 +127,8 @@ class LogAnalyticsLoopback(LoopbackServer):
         self._requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
         self._partials: list[str] = []
+        self._standing_failure: _Failure | None = None
+        self._standing_partial: str | None = None
         self._delay_s = 0.0
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -146,16 +162,30 @@ class LogAnalyticsLoopback(LoopbackServer):
             self._requests.clear()
 
     def fail_next(self, count: int, status: int = 503, retry_after: float | None = None, *,
-                  code: str | None = None, message: str | None = None) -> None:
-        """Answer the next `count` queries with `status` and the service's error body."""
+                  code: str | None = None, message: str | None = None,
+                  body: str | None = None) -> None:
+        """Answer the next `count` queries with `status` and the service's error body (or
+        `body`, sent as HTML)."""
         with self._lock:
-            self._failures.extend(_Failure(status, retry_after, code, message)
+            self._failures.extend(_Failure(status, retry_after, code, message, body)
                                   for _ in range(count))
+
+    def fail_always(self, status: int = 503, retry_after: float | None = None, *,
+                    code: str | None = None, message: str | None = None,
+                    body: str | None = None) -> None:
+        """Answer every query with `status` until `reset` (after any `fail_next` ones)."""
+        with self._lock:
+            self._standing_failure = _Failure(status, retry_after, code, message, body)
 
     def partial_next(self, count: int, detail: str = PARTIAL_DETAIL) -> None:
         """Answer the next `count` queries with their rows and a `PartialError` beside them."""
         with self._lock:
             self._partials.extend([detail] * count)
+
+    def partial_always(self, detail: str = PARTIAL_DETAIL) -> None:
+        """Answer every query with its rows and a `PartialError` until `reset`."""
+        with self._lock:
+            self._standing_partial = detail
 
     def delay(self, seconds: float) -> None:
         """Stall every following answer by `seconds` (0 to stop stalling)."""
@@ -163,23 +193,28 @@ class LogAnalyticsLoopback(LoopbackServer):
             self._delay_s = seconds
 
     def reset(self) -> None:
-        """Forget pending faults and delays (recorded requests stay)."""
+        """Switch every fault off: pending and standing ones, delays, an outage (recorded
+        requests stay)."""
         with self._lock:
             self._failures.clear()
             self._partials.clear()
+            self._standing_failure = None
+            self._standing_partial = None
             self._delay_s = 0.0
+        self.come_up()
 
     # -- called by the handler ------------------------------------------------------------
 
     def _answer(self, method: str, raw_path: str, headers: dict[str, str],
-                raw_body: bytes) -> tuple[int, dict[str, str], dict[str, Any]] | None:
+                raw_body: bytes) -> tuple[int, dict[str, str], dict[str, Any] | str] | None:
         """The response to one request, or None when the server stopped meanwhile."""
         try:
             body: Any = json.loads(raw_body) if raw_body else None
         except ValueError:
             body = None
         with self._lock:
-            self._requests.append(RecordedRequest(method, raw_path, headers, body))
+            self._requests.append(RecordedRequest(method, raw_path, headers, body,
+                                                  time.monotonic()))
 
         authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer "):
@@ -198,12 +233,14 @@ class LogAnalyticsLoopback(LoopbackServer):
             return error_answer(405)
 
         with self._lock:
-            failure = self._failures.pop(0) if self._failures else None
+            failure = self._failures.pop(0) if self._failures else self._standing_failure
             delay_s = self._delay_s
         if failure is not None:
             extra = {}
             if failure.retry_after is not None:
                 extra["Retry-After"] = _number(failure.retry_after)
+            if failure.body is not None:
+                return failure.status, {"Content-Type": "text/html", **extra}, failure.body
             status, more, answer = error_answer(failure.status, failure.code, failure.message)
             return status, {**more, **extra}, answer
 
@@ -234,7 +271,7 @@ class LogAnalyticsLoopback(LoopbackServer):
 
         answer: dict[str, Any] = {"tables": [table(result.columns, result.rows)]}
         with self._lock:
-            detail = self._partials.pop(0) if self._partials else None
+            detail = self._partials.pop(0) if self._partials else self._standing_partial
         if detail is not None:
             answer["error"] = partial_error(detail)
         return 200, {}, answer
@@ -417,7 +454,7 @@ def _number(value: float) -> str:
 
 
 def _handler_for(loopback: LogAnalyticsLoopback) -> type[BaseHTTPRequestHandler]:
-    class Handler(LoopbackHandler):
+    class Handler(OutageAwareHandler):
         def _serve(self) -> None:
             answer = loopback._answer(self.command, self.path, self.lower_headers(),
                                       self.read_body())
@@ -425,10 +462,14 @@ def _handler_for(loopback: LogAnalyticsLoopback) -> type[BaseHTTPRequestHandler]
                 self.close_connection = True
                 return
             status, extra, payload = answer
-            body = json.dumps(payload, allow_nan=False, ensure_ascii=False).encode()
+            if isinstance(payload, str):
+                body = payload.encode()
+            else:
+                body = json.dumps(payload, allow_nan=False, ensure_ascii=False).encode()
             self.respond(status, {"Content-Type": "application/json; charset=utf-8", **extra,
                                   "Strict-Transport-Security": "max-age=31536000"}, body)
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815 (http.server's names)
 
+    Handler.loopback = loopback
     return Handler

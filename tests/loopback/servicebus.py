@@ -17,23 +17,27 @@ It speaks HTTPS with a throwaway certificate authority (`trustme`) and answers t
 Like the real service, a GET of an entity that does not exist answers **200 with an empty
 "Publicly Listed Services" feed**, not 404; the SDK turns that into `ResourceNotFoundError`.
 Requests without `Authorization: Bearer <the credential's token>` get the service's 401
-`<Error>` body. `fail_queue` makes one queue answer an `<Error>` with any status, or stall.
+`<Error>` body. `fail_queue` makes one queue answer an `<Error>` with any status, or stall;
+`go_down` takes the whole namespace off the network (connections refused) until `come_up`.
 """
 
 from __future__ import annotations
 
+import socket
+import ssl
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
-from ._server import LoopbackHandler, LoopbackServer
+from ._server import LoopbackHandler, LoopbackServer, _QuietServer
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 SB_NS = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"
@@ -56,6 +60,84 @@ _ERROR_DETAILS = {
     500: "The server was unable to process the request; please retry the operation.",
     503: "The server is busy. Please try again later.",
 }
+
+
+class Outages(LoopbackServer):
+    """A loopback that can go off the network and come back on the same address.
+
+    `go_down` stops listening and cuts the connections clients keep alive, so every request
+    fails with "connection refused", as for a host that is down; `come_up` listens again on
+    the same port with the same certificate, so clients configured before the outage work
+    again without being rebuilt. Handlers report their connections with `_opened`/`_closed`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._context: ssl.SSLContext | None = None
+        self._connections: set[socket.socket] = set()
+
+    @property
+    def down(self) -> bool:
+        return self._server is None
+
+    def go_down(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client closed it first
+
+    def come_up(self) -> None:
+        if self._server is not None or not self.address:
+            return
+        port = int(self.address.rsplit(":", 1)[1])
+        server_class = _QuietServer if self.quiet else ThreadingHTTPServer
+        server = server_class(("127.0.0.1", port), self._handler())  # reuses the address
+        server.daemon_threads = True
+        if self._context is not None:
+            server.socket = self._context.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name=self.name, daemon=True)
+        self._thread.start()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        self._context = super()._tls_context()  # kept: the same CA after an outage
+        return self._context
+
+    def _opened(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(connection)
+
+    def _closed(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+
+class OutageAwareHandler(LoopbackHandler):
+    """Reports its connection to an `Outages` loopback (set as `loopback`)."""
+
+    loopback: Outages
+
+    def setup(self) -> None:
+        super().setup()
+        self.loopback._opened(self.connection)
+
+    def finish(self) -> None:
+        self.loopback._closed(self.connection)
+        super().finish()
 
 
 class StaticTokenCredential:
@@ -112,7 +194,7 @@ class _Failure:
     delay_s: float
 
 
-class ServiceBusLoopback(LoopbackServer):
+class ServiceBusLoopback(Outages):
     """An HTTPS server that answers Service Bus management reads for the queues it is given."""
 
     name = "servicebus-loopback"
@@ -366,7 +448,7 @@ def _copy(queue: Queue) -> Queue:
 
 
 def _handler_for(loopback: ServiceBusLoopback) -> type[BaseHTTPRequestHandler]:
-    class Handler(LoopbackHandler):
+    class Handler(OutageAwareHandler):
         def version_string(self) -> str:
             return "Microsoft-HTTPAPI/2.0"
 
@@ -383,4 +465,5 @@ def _handler_for(loopback: ServiceBusLoopback) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_PUT = do_DELETE = do_POST = _serve  # noqa: N815 (http.server's names)
 
+    Handler.loopback = loopback
     return Handler
