@@ -71,8 +71,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("service_bus_dlq_depth", "gauge", "{message}",
                "Messages in a Service Bus queue's dead-letter subqueue, sampled.", QUEUE_LABELS),
     MetricSpec("service_bus_sample_failures_total", "counter", "{failure}",
-               "Queue depth samples that failed (queue not found, forbidden, timeout); not in "
-               "the seed.", QUEUE_LABELS, seed=False),
+               "Queue depth samples that failed, by reason (forbidden, not_found, throttled, "
+               "timeout, server_error, unreachable, credential, error); not in the seed.",
+               ("queue", "reason"), seed=False),
 )
 
 BY_NAME = {spec.name: spec for spec in METRICS}
