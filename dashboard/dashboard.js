@@ -388,6 +388,7 @@ async function refresh() {
     });
     const signedOut = failures.find((f) => f instanceof SignInNeeded);
     if (signedOut) askToSignIn(signedOut);
+    if (failures.length) lastFingerprint = null;  // the next snapshot fetches everything again
     showError(signedOut ? null : failures[0] || null);
     document.body.dataset.loaded = String(Date.now());
   })();
@@ -467,7 +468,10 @@ async function connect() {
         if (event.retry) retry = event.retry;
         if (event.type === "snapshot") onSnapshot(event.data);
         else if (event.type === "bye") renewed = true;
-        else if (event.type === "unavailable") status("Reconnecting… (data source unavailable)", false);
+        else if (event.type === "unavailable") {
+          status("Reconnecting… (data source unavailable)", false);
+          lastFingerprint = null;  // refresh once it answers again
+        }
       }
     } catch (error) {
       if (controller.signal.aborted) return;

@@ -101,9 +101,10 @@ def serve_app(app) -> Iterator[str]:
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 10
     while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the server did not start")
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"

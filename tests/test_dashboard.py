@@ -19,11 +19,13 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from integration_monitoring.admin import Access, LocalBackend
+from integration_monitoring.admin import Access, LocalBackend, LogAnalyticsBackend
 from integration_monitoring.app import create_app
+from integration_monitoring.demo import run_demo
 from integration_monitoring.store import TelemetryStore
 
 from .helpers import Server, serve_app
+from .loopback.loganalytics import LogAnalyticsLoopback
 from .screenshot import launch
 from .test_access import READER_A, _rows
 
@@ -602,3 +604,77 @@ def test_a_tenant_reader_sees_only_its_tenant_in_the_page(browser, entra_app):
         assert errors == []
     finally:
         context.close()
+
+
+def test_an_alert_whose_notifications_did_not_arrive_says_so(dashboard):
+    """An active alert with Slack still retrying and PagerDuty given up says both in its row;
+    one delivered everywhere says nothing about delivery."""
+    # given the alerts API answering two active alerts (the rest is the real app's)
+    base = {"ruleId": "high-sync-failure-rate", "title": "High sync failure rate",
+            "severity": "Sev1", "state": "active", "firedAt": "2025-03-04T10:15:30.000000Z",
+            "resolvedAt": None, "acknowledgedAt": None, "acknowledgedBy": None,
+            "ackNote": None, "tenantId": None, "integrationId": None, "adapterType": "hubspot",
+            "dimensions": {"adapterType": "hubspot"}, "value": 42.0, "threshold": 10.0,
+            "operator": "GreaterThan", "runbookUrl": None, "dashboardUrl": None}
+    alerts = [{**base, "alertId": "undelivered-1",
+               "delivery": {"pagerduty": "abandoned", "slack": "retrying"}},
+              {**base, "alertId": "delivered-1",
+               "delivery": {"pagerduty": "delivered", "slack": "delivered"}}]
+    page = dashboard.page
+    page.route(re.compile(r"/api/admin/alerts\?"), lambda route: route.fulfill(
+        json={"active": alerts, "alerts": alerts}))
+    # when the dashboard opens
+    dashboard.open()
+    # then the first row names each missing channel and what became of it, marked as failed
+    note = page.locator('[data-alert="undelivered-1"] .undelivered')
+    expect(note).to_have_text("undelivered: pagerduty (gave up), slack (retrying)")
+    expect(note).to_have_class(re.compile(r"\bv-failed\b"))
+    # and the delivered one has no such note
+    expect(page.locator('[data-alert="delivered-1"]')).to_be_visible()
+    expect(page.locator('[data-alert="delivered-1"] .undelivered')).to_have_count(0)
+    assert dashboard.page_errors == []
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Iterator[LogAnalyticsLoopback]:
+    """A loopback Log Analytics workspace over an hour of demo data up to now."""
+    store = TelemetryStore(tmp_path_factory.mktemp("outage") / "outage.duckdb")
+    run_demo(hours=1, seed=5, tenants=2, integrations=4, store=store, stdout=None,
+             progress=False)
+    with LogAnalyticsLoopback(store, workspaces=("ws-outage",)) as server:
+        yield server
+    store.close()
+
+
+def test_the_page_says_when_log_analytics_is_down_and_recovers_by_itself(browser, workspace):
+    """With the workspace down the page shows the API's 503 message and that it is
+    reconnecting; when it is back, the page fills in and clears the message unaided."""
+    backend = LogAnalyticsBackend("ws-outage", workspace.credential, endpoint=workspace.endpoint,
+                                  connection_verify=workspace.ca_path, retries=0,
+                                  connection_timeout=2)
+    app = create_app(backend=backend, stream_options={"poll_s": 0.5, "stream_s": 5.0,
+                                                      "retry_ms": 500})
+    with serve_app(app) as url:
+        context = browser.new_context(base_url=url, viewport=VIEWPORT)
+        try:
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            # given the workspace down when the page opens
+            workspace.go_down()
+            page.goto("/dashboard")
+            # then the page says it could not load, and that the stream is reconnecting
+            banner = page.locator("#error")
+            expect(banner).to_contain_text("Could not load:")
+            expect(page.locator("#live")).to_contain_text("Reconnecting")
+            assert page.locator("#health-table tbody tr").count() == 0
+            # when the workspace is back
+            workspace.come_up()
+            # then the page fills in and the banner goes, without a reload
+            expect(page.locator("#live")).to_have_text("Live")
+            page.wait_for_function(ROW_COUNT_IS, arg=["health-table", 4], timeout=30_000)
+            expect(banner).to_be_hidden()
+            assert errors == []
+        finally:
+            workspace.come_up()
+            context.close()

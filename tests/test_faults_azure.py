@@ -16,17 +16,15 @@ and the timer never sees an exception.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from integration_monitoring.admin import LocalBackend, LogAnalyticsBackend
 from integration_monitoring.app import create_app
@@ -35,7 +33,7 @@ from integration_monitoring.queues import ServiceBusDepths, jobs
 from integration_monitoring.schedules import QUEUE_SAMPLER
 from integration_monitoring.store import TelemetryStore
 
-from .helpers import free_port
+from .helpers import serve_app
 from .loopback.loganalytics import PARTIAL_DETAIL, LogAnalyticsLoopback
 from .loopback.servicebus import ServiceBusLoopback
 
@@ -76,29 +74,10 @@ def faults(workspace: LogAnalyticsLoopback) -> Iterator[LogAnalyticsLoopback]:
     workspace.reset()
 
 
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """`app` on uvicorn on a free port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name="faults-app", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def expected(store: TelemetryStore) -> dict[str, dict[str, Any]]:
     """What the local store says, through the app on the local backend: the full answers."""
-    with serve(create_app(backend=LocalBackend(store))) as url:
+    with serve_app(create_app(backend=LocalBackend(store))) as url:
         return {path: _without_backend(httpx.get(url + path, params={"until": UNTIL},
                                                  timeout=30).json())
                 for path in (HEALTH, STATS)}
@@ -131,7 +110,7 @@ def admin(faults: LogAnalyticsLoopback) -> Iterator[Callable[..., Admin]]:
             backend = LogAnalyticsBackend(WORKSPACE, faults.credential,
                                           endpoint=faults.endpoint,
                                           connection_verify=faults.ca_path, **options)
-            url = stack.enter_context(serve(create_app(backend=backend)))
+            url = stack.enter_context(serve_app(create_app(backend=backend)))
             return Admin(url, waits)
 
         yield start
