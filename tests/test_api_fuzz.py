@@ -16,7 +16,6 @@ shape `{"error": {"code", "message", "parameter"?}}`.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import time
@@ -42,7 +41,6 @@ from schemathesis.specs.openapi.checks import (
 
 from integration_monitoring import Telemetry
 from integration_monitoring.admin import Answer, LocalBackend
-from integration_monitoring.admin import _filters as filters
 from integration_monitoring.alerts import load_rules
 from integration_monitoring.alerts._delivery import Deliverer
 from integration_monitoring.alerts._payload import build_log_alert
@@ -80,39 +78,11 @@ APP = create_app(backend=BACKEND, deliverer_factory=lambda: DELIVERER,
                  stream_options={"stream_s": 0.5, "poll_s": 0.1})
 
 
-def _as_validated(document: dict[str, Any]) -> dict[str, Any]:
-    """The document with each query parameter that it declares as a bare string constrained
-    the way `_filters.py` validates it, so generated requests get past validation to the
-    queries and response models; a parameter the document already constrains is kept."""
-    document = copy.deepcopy(document)
-    rules = {
-        "since": {"format": "date-time"}, "until": {"format": "date-time"},
-        "window": {"pattern": "^[0-9]{1,4}[mhd]$"},
-        "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "q": {"maxLength": 200},
-        "tenantId": {"pattern": filters._ID.pattern},
-        "integrationId": {"pattern": filters._ID.pattern},
-        "adapterType": {"pattern": filters._ADAPTER.pattern},
-        "entity": {"pattern": filters._ENTITY.pattern},
-    }
-    for path, operations in document["paths"].items():
-        endpoint = filters.ENDPOINTS.get(path.rsplit("/", 1)[-1])
-        for operation in operations.values():
-            for parameter in operation.get("parameters", []):
-                if parameter["in"] != "query" or parameter["schema"] != {"type": "string"}:
-                    continue
-                if parameter["name"] == "status" and endpoint is not None:
-                    parameter["schema"] = {"type": "string", "enum": list(endpoint.statuses)}
-                elif parameter["name"] in rules:
-                    parameter["schema"] = {"type": "string", **rules[parameter["name"]]}
-    return document
-
-
 # `schemathesis.pytest.from_fixture` would let a fixture build the app, but its LazySchema
 # sets `request.node._nodeid`, which pytest 9.2 nodes no longer have (AttributeError), so
 # the schema is loaded here; it does not depend on the data. Responses, status codes and
 # content types are checked against the document as the app serves it.
-schema = schemathesis.openapi.from_dict(_as_validated(APP.openapi()))
+schema = schemathesis.openapi.from_dict(APP.openapi())
 schema.app = APP
 schema.location = "/api/openapi.json"
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],

@@ -72,8 +72,7 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
                                  media_type="text/markdown; charset=utf-8")
 
     @router.get(f"{PREFIX}/stream", tags=["admin"], openapi_extra={
-        "parameters": _parameters("tenantId", "integrationId", "adapterType", "entity",
-                                  "since", "until", "window")},
+        "parameters": _parameters("stream")},
         responses={**_ERRORS, 200: {"content": {"text/event-stream": {}},
                                     "description": "Server-Sent Events: `snapshot` when "
                                                    "data changes"}})

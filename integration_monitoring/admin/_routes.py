@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from . import _filters
 from . import _models as m
 from ._access import AccessDenied, Principal, scope
 from ._backends import BackendUnavailable, QueryFailed
@@ -31,19 +32,37 @@ _ERRORS = {400: {"model": m.ErrorBody, "description": "a parameter is wrong; the
                  "description": "the query engine is unavailable or throttled; see Retry-After"}}
 
 
-def _parameters(*names: str) -> list[dict[str, Any]]:
-    docs = {
-        "tenantId": "only this tenant", "integrationId": "only this integration",
-        "adapterType": "only this adapter type (salesforce, hubspot, ...)",
-        "entity": "only this entity (contact, deal, ...)",
-        "since": "start of the range, ISO 8601 (default: until - window)",
-        "until": "end of the range, ISO 8601 (default: now)",
-        "window": "length of the range when since is not given: 15m, 6h, 7d (default 24h)",
-        "status": "only this status", "q": "text to find in errors, ids and task ids",
-        "limit": "how many rows in lists, 1..1000",
-    }
-    return [{"name": n, "in": "query", "required": False, "description": docs[n],
-             "schema": {"type": "string"}} for n in names]
+#: Query parameters as the document describes them, in this order; `_filters.py` enforces
+#: the same rules (and a few the schema cannot say, such as window's 1m..31d).
+_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "tenantId": ("only this tenant", {"pattern": _filters._ID.pattern}),
+    "integrationId": ("only this integration", {"pattern": _filters._ID.pattern}),
+    "adapterType": ("only this adapter type (salesforce, hubspot, ...)",
+                    {"pattern": _filters._ADAPTER.pattern}),
+    "entity": ("only this entity (contact, deal, ...)", {"pattern": _filters._ENTITY.pattern}),
+    "since": ("start of the range, ISO 8601 (default: until - window)", {"format": "date-time"}),
+    "until": ("end of the range, ISO 8601 (default: now)", {"format": "date-time"}),
+    "window": ("length of the range when since is not given: 15m, 6h, 7d (default 24h, at "
+               "most 31d)", {"pattern": _filters._WINDOW.pattern}),
+    "status": ("only this status", {}),
+    "q": ("text to find in errors, ids and task ids", {"maxLength": 200}),
+    "limit": ("how many rows in lists", {"type": "integer", "minimum": 1, "maximum": 1000}),
+}
+
+
+def _parameters(endpoint: str) -> list[dict[str, Any]]:
+    """The endpoint's query parameters, from `_filters.ENDPOINTS`, for the OpenAPI document."""
+    spec = _filters.ENDPOINTS[endpoint]
+    out = []
+    for name, (description, rules) in _PARAMETERS.items():
+        if name not in spec.allowed:
+            continue
+        schema = {"type": "string", **rules}
+        if name == "status":
+            schema["enum"] = list(spec.statuses)
+        out.append({"name": name, "in": "query", "required": False,
+                    "description": description, "schema": schema})
+    return out
 
 
 def error_response(status: int, code: str, message: str, parameter: str | None = None,
@@ -110,7 +129,6 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
     """The five endpoints and the alerts. `service_factory` is called per request."""
     router = APIRouter(tags=["admin"], dependencies=[Depends(caller)])
     integrations = APIRouter(prefix=PREFIX, tags=["admin"], responses=_ERRORS)
-    common = ("tenantId", "integrationId", "adapterType", "entity", "since", "until", "window")
 
     async def answer(request: Request, endpoint: str,
                      method: Callable[[AdminService, Any], dict[str, Any]]) -> dict[str, Any]:
@@ -119,14 +137,14 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
         return await run_in_threadpool(method, service, filters)
 
     @integrations.get("/stats", response_model=m.Stats, openapi_extra={
-        "parameters": _parameters(*common, "limit")})
+        "parameters": _parameters("stats")})
     async def stats(request: Request) -> dict[str, Any]:
         """System overview: integrations by status, jobs by status, top integrations by sync
         volume, and the failure-rate trend."""
         return await answer(request, "stats", AdminService.stats)
 
     @integrations.get("/health", response_model=m.Health, openapi_extra={
-        "parameters": _parameters(*common, "status", "q")})
+        "parameters": _parameters("health")})
     async def health(request: Request) -> dict[str, Any]:
         """Per integration: status, last successful sync, sync frequency, error count,
         connection status, and a health verdict (healthy, degraded, failing, stale,
@@ -134,21 +152,21 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
         return await answer(request, "health", AdminService.health)
 
     @integrations.get("/sync-activity", response_model=m.SyncActivity, openapi_extra={
-        "parameters": _parameters(*common, "status", "q", "limit")})
+        "parameters": _parameters("sync-activity")})
     async def sync_activity(request: Request) -> dict[str, Any]:
         """Jobs running now, the last `limit` jobs, records created/updated/failed, and the
         sync duration trend."""
         return await answer(request, "sync-activity", AdminService.sync_activity)
 
     @integrations.get("/errors", response_model=m.Errors, openapi_extra={
-        "parameters": _parameters(*common, "q", "limit")})
+        "parameters": _parameters("errors")})
     async def errors(request: Request) -> dict[str, Any]:
         """Recent errors by integration, the failure-rate trend, top error types, and failed
         jobs."""
         return await answer(request, "errors", AdminService.errors)
 
     @integrations.get("/performance", response_model=m.Performance, openapi_extra={
-        "parameters": _parameters(*common, "limit")})
+        "parameters": _parameters("performance")})
     async def performance(request: Request) -> dict[str, Any]:
         """Average sync duration by integration, records per second, queue depth trend, and
         API latency by adapter."""
@@ -164,7 +182,7 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
     alerts = APIRouter(prefix="/api/admin/alerts", tags=["alerts"], responses=_ERRORS)
 
     @alerts.get("", response_model=m.Alerts, openapi_extra={
-        "parameters": _parameters(*common, "status", "q", "limit")})
+        "parameters": _parameters("alerts")})
     async def list_alerts(request: Request) -> dict[str, Any]:
         """Active alerts and alert history (from the relay's alert.fired / alert.resolved
         events), with acknowledgements; `status` is active or resolved."""
