@@ -66,19 +66,28 @@ def test_local_mode_stores_events_and_metrics_and_keeps_metrics_off_by_default(t
     script = """
 import json
 from integration_monitoring import configure_telemetry, sync_job, flush
-from integration_monitoring.telemetry import configured
+from integration_monitoring.telemetry import configured, current
 configure_telemetry("worker")
 with sync_job(tenant_id="t1", integration_id="sf-1", adapter_type="salesforce",
               entity="contact") as job:
     job.records(created=4)
 print("RESULT", json.dumps({"flushed": flush(), "mode": configured().mode,
-                            "prometheus": configured().prometheus is not None}))
+                            "prometheus": configured().prometheus is not None,
+                            "stats": current().stats()}))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, env=project_env(tmp_path))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    stats = result.pop("stats")
     assert result == {"flushed": True, "mode": "local", "prometheus": False}
+    # nothing was lost on the way, and the store's writer holds nothing back
+    assert stats["logs_dropped"] == {"queue_full": 0, "export_failed": 0, "store_failed": 0,
+                                     "shutdown": 0}
+    assert stats["metric_exports_failed"] == 0
+    assert stats["problems"] == {}
+    assert stats["store"] == {"path": str(tmp_path / "telemetry.duckdb"), "pending_rows": 0,
+                              "failed_writes": 0, "error": None}
     store = TelemetryStore(tmp_path / "telemetry.duckdb")
     traces = store.kql("AppTraces | project Message, AppRoleName | order by Message asc").rows
     created = store.kql(

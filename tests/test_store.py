@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 
 import pytest
@@ -16,12 +17,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from integration_monitoring import Telemetry, adapter_request, get_logger, sync_job
 from integration_monitoring.store import (
     TABLES,
+    BufferedWriter,
     RetentionJob,
     StoreLogExporter,
     StoreMetricExporter,
     TelemetryStore,
     retention_days,
 )
+from integration_monitoring.telemetry._core import Losses
 
 
 @pytest.fixture
@@ -161,3 +164,32 @@ def test_a_failing_store_fails_the_export_not_the_caller(tmp_path):
     assert event is not None and event["operation"] == "after.close"
     assert exporter.failed_batches == 1
     provider.shutdown()
+
+
+def test_a_buffered_writer_keeps_rows_a_failed_write_refused_and_writes_them_once(store):
+    """While the table cannot be written the rows stay, in order; the next flush stores each
+    of them exactly once, and the failure and the recovery are reported."""
+    # given a write-through writer whose table is gone for now
+    notes = io.StringIO()
+    losses = Losses(stream=notes)
+    writer = BufferedWriter(store, max_rows=1, losses=losses)
+    store.sql('ALTER TABLE "AppTraces" RENAME TO "AppTracesAway"')
+    now = dt.datetime(2025, 1, 1)
+    # when rows are appended, one at a time
+    for n in range(3):
+        assert writer.append("AppTraces", [{"TimeGenerated": now, "Message": f"m{n}"}]) == 1
+    # then none was lost: they wait in memory, and the stats say why
+    assert writer.pending == 3
+    assert "AppTraces" in losses.snapshot()["store"]["error"]
+    assert losses.snapshot()["problems"]["store"].startswith(
+        f"cannot write the local store {store.path}")
+    # and when the table is back, a flush writes them once, in order, and clears the problem
+    store.sql('ALTER TABLE "AppTracesAway" RENAME TO "AppTraces"')
+    assert writer.done(1000) is True
+    assert [r[0] for r in store.sql('SELECT "Message" FROM "AppTraces"')] == ["m0", "m1", "m2"]
+    assert losses.snapshot()["problems"] == {}
+    assert losses.snapshot()["logs_dropped"]["store_failed"] == 0
+    # stderr heard of the failure once, on one line, and of the recovery
+    failed, recovered = notes.getvalue().splitlines()
+    assert failed.startswith(f"telemetry: cannot write the local store {store.path} (")
+    assert recovered == f"telemetry: the local store {store.path} takes writes again"

@@ -3,13 +3,21 @@
 from ._exporters import StoreLogExporter, StoreMetricExporter, properties, severity_level
 from ._retention import RetentionJob, retention_days
 from ._schema import TABLES
-from ._store import BufferedWriter, QueryResult, TelemetryStore, default_path, open_store
+from ._store import (
+    BufferedWriter,
+    QueryResult,
+    StoreLocked,
+    TelemetryStore,
+    default_path,
+    open_store,
+)
 
 __all__ = [
     "TABLES",
     "BufferedWriter",
     "QueryResult",
     "RetentionJob",
+    "StoreLocked",
     "StoreLogExporter",
     "StoreMetricExporter",
     "TelemetryStore",

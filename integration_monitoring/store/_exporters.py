@@ -38,7 +38,7 @@ from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.version import __version__ as otel_version
 
-from ._store import TelemetryStore
+from ._store import BufferedWriter, TelemetryStore
 
 MAX_PROPERTY = 8192
 MAX_MESSAGE = 32768
@@ -100,9 +100,10 @@ def _time(ns: int | None) -> dt.datetime:
 
 
 class StoreLogExporter(LogRecordExporter):
-    """Log records -> `AppTraces` rows."""
+    """Log records -> `AppTraces` rows, into the store or through a BufferedWriter (which
+    keeps them while the store refuses writes, so the export succeeds)."""
 
-    def __init__(self, store: TelemetryStore) -> None:
+    def __init__(self, store: TelemetryStore | BufferedWriter) -> None:
         self.store = store
         self.failed_batches = 0
         self._roles: dict[int, tuple[str, str, str]] = {}
@@ -161,7 +162,8 @@ class StoreMetricExporter(MetricExporter):
     so a simulation that exports once per simulated interval writes history.
     """
 
-    def __init__(self, store: TelemetryStore, clock: Callable[[], int] | None = None) -> None:
+    def __init__(self, store: TelemetryStore | BufferedWriter,
+                 clock: Callable[[], int] | None = None) -> None:
         super().__init__(preferred_temporality=DELTA_TEMPORALITY)
         self.store = store
         self.clock = clock

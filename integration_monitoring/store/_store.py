@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,47 @@ _ARROW = {
     "string": pa.string(), "datetime": pa.timestamp("us"), "int": pa.int32(),
     "long": pa.int64(), "real": pa.float64(), "dynamic": pa.string(), "bool": pa.bool_(),
 }
+
+
+class StoreLocked(duckdb.IOException):
+    """Another process holds the store's file: DuckDB lets one process open it at a time."""
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def _locked_message(path: str, error: str) -> str:
+    holder = "another process"
+    found = _LOCK_HOLDER.search(error)
+    if found:
+        pid = found["pid"]
+        try:  # the command line says more than the interpreter's path (Linux only)
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            program = " ".join(command.decode(errors="replace").split()) or found["program"]
+        except OSError:
+            program = found["program"]
+        if len(program) > 120:
+            program = program[:119] + "…"
+        holder = f"another process (PID {pid}: {program})"
+    return (f"the local telemetry store {os.path.abspath(path)} is locked by {holder}; "
+            "one process at a time can use it: stop that process or set TELEMETRY_DB to "
+            "another file")
+
+
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb_kql.connect(path)
+    except duckdb.IOException as error:
+        if "Could not set lock" in str(error):
+            raise StoreLocked(_locked_message(path, str(error))) from error
+        raise
+
+
+def _invalidated(error: BaseException) -> bool:
+    """DuckDB gives up on a database after a fatal error (a checkpoint that could not be
+    written, on a full disk); only a new connection to the file works again."""
+    return isinstance(error, duckdb.FatalException) or (
+        isinstance(error, duckdb.Error) and "database has been invalidated" in str(error))
 
 
 def default_path() -> str:
@@ -46,23 +90,47 @@ class TelemetryStore:
     """A DuckDB file with `AppTraces` and `AppMetrics`; safe to share between threads.
 
     DuckDB lets one process write a file at a time, so a process opens each file once
-    (`open_store`) and every thread works on its own cursor.
+    (`open_store`) and every thread works on its own cursor. Opening a file another
+    process holds raises `StoreLocked` at once. A failed write (a full disk) leaves the
+    data as it was; if DuckDB gave up on the database over it, the next call reconnects.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = str(path or default_path())
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb_kql.connect(self.path)
+        self._con = _connect(self.path)
         self._lock = threading.Lock()
+        self._broken = False
         for statement in create_statements():
             self._con.execute(statement)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
+            if self._broken:
+                self._reconnect()
             cur = self._con.cursor()
-        cur.execute("SET TimeZone='UTC'")
+        with self._guard():
+            cur.execute("SET TimeZone='UTC'")
         return cur
+
+    def _reconnect(self) -> None:
+        try:
+            self._con.close()
+        except duckdb.Error:
+            pass
+        self._con = _connect(self.path)  # replays the write-ahead log; raises if it cannot
+        self._broken = False
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except duckdb.Error as error:
+            if _invalidated(error) and self.path != ":memory:":
+                with self._lock:
+                    self._broken = True
+            raise
 
     def append(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Insert rows (dicts keyed by column name; missing columns are NULL)."""
@@ -75,11 +143,11 @@ class TelemetryStore:
         })
         cur = self.cursor()
         try:
-            cur.register("_batch", batch)
-            casts = ", ".join(
-                f'CAST("{name}" AS {KQL_TO_DUCKDB[kind]}) AS "{name}"' for name, kind in columns
-            )
-            cur.execute(f'INSERT INTO "{table}" SELECT {casts} FROM _batch')
+            with self._guard():
+                cur.register("_batch", batch)
+                casts = ", ".join(f'CAST("{name}" AS {KQL_TO_DUCKDB[kind]}) AS "{name}"'
+                                  for name, kind in columns)
+                cur.execute(f'INSERT INTO "{table}" SELECT {casts} FROM _batch')
         finally:
             cur.close()
         return len(rows)
@@ -93,12 +161,13 @@ class TelemetryStore:
         """
         cur = self.cursor()
         try:
-            if timespan is not None:
-                self._limit_tables(cur, *timespan)
-            relation = duckdb_kql.query(cur, query, query_now=now)
-            names = relation.columns
-            kinds = [kusto_type(t) for t in relation.types]
-            rows = relation.fetchall()
+            with self._guard():
+                if timespan is not None:
+                    self._limit_tables(cur, *timespan)
+                relation = duckdb_kql.query(cur, query, query_now=now)
+                names = relation.columns
+                kinds = [kusto_type(t) for t in relation.types]
+                rows = relation.fetchall()
         finally:
             cur.close()
         return QueryResult(list(zip(names, kinds, strict=True)), rows)
@@ -118,7 +187,8 @@ class TelemetryStore:
     def sql(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self.cursor()
         try:
-            return cur.execute(statement, parameters).fetchall()
+            with self._guard():
+                return cur.execute(statement, parameters).fetchall()
         finally:
             cur.close()
 
@@ -158,30 +228,156 @@ def open_store(path: str | os.PathLike[str] | None = None) -> TelemetryStore:
 
 
 class BufferedWriter:
-    """Collects rows in memory and appends them to the store in large batches.
+    """Collects rows in memory and appends them to the store in batches, and keeps them
+    while the store cannot take them.
 
     Each DuckDB append costs a few milliseconds whatever its size, so a simulation that
-    exports once a simulated minute writes through this and flushes now and then.
+    exports once a simulated minute writes through this with a large `max_rows` and
+    flushes now and then; the configured local pipeline writes through it with
+    `max_rows=1`. When a write fails (a full disk, a file that went away) the rows stay
+    buffered and the write is tried again on the next append at most every
+    `retry_interval_s`, and on `flush()`; at most `max_pending` rows are kept, the oldest
+    of the largest table going first, each one counted. The failure and the recovery are
+    reported to `losses` (by default the current Telemetry's): in `stats()` under
+    `problems` and `store`, and on stderr.
     """
 
-    def __init__(self, store: TelemetryStore, max_rows: int = 200_000) -> None:
+    def __init__(self, store: TelemetryStore, max_rows: int = 200_000, *,
+                 max_pending: int | None = None, losses: Any = None,
+                 retry_interval_s: float = 1.0) -> None:
         self.store = store
-        self.max_rows = max_rows
+        self.max_rows = max(1, max_rows)
+        self.max_pending = max(self.max_rows, max_pending or max(2 * self.max_rows, 50_000))
+        self.retry_interval_s = retry_interval_s
+        self.failed_writes = 0
+        self.dropped = dict.fromkeys(TABLES, 0)
+        self.error: str | None = None
         self._rows: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLES}
         self._count = 0
+        self._last_attempt = 0.0
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one write at a time keeps failures in order
+        self._losses = losses
+        if losses is not None:
+            losses.watch("store", self.state)
+
+    @property
+    def pending(self) -> int:
+        """Rows held in memory, not yet in the store."""
+        return self._count
+
+    def state(self) -> dict[str, Any]:
+        return {"path": self.store.path, "pending_rows": self._count,
+                "failed_writes": self.failed_writes, "error": self.error}
 
     def append(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Buffer rows (never raises for the store's sake); returns how many were taken."""
         with self._lock:
             self._rows[table].extend(rows)
             self._count += len(rows)
-            full = self._count >= self.max_rows
-        if full:
+            overflow = self._trim()
+            due = self._count >= self.max_rows and (
+                self.error is None
+                or time.monotonic() - self._last_attempt >= self.retry_interval_s)
+        self._count_dropped(overflow)
+        if due:
             self.flush()
         return len(rows)
 
     def flush(self) -> int:
+        """Write everything buffered; returns the rows written. Rows the store refuses stay
+        buffered (see `pending`, `error`)."""
+        with self._write_lock:
+            with self._lock:
+                pending, self._rows = self._rows, {table: [] for table in TABLES}
+                self._count = 0
+                self._last_attempt = time.monotonic()
+            written = 0
+            for table, rows in pending.items():
+                if not rows:
+                    continue
+                try:
+                    written += self.store.append(table, rows)
+                except Exception as error:
+                    self.failed_writes += 1
+                    self.error = f"{type(error).__name__}: {' '.join(str(error).split())}"
+                    self._keep({name: left for name, left in pending.items() if left})
+                    self._failed()
+                    return written
+                pending[table] = []
+            if written and self.error is not None:
+                self._recovered()
+            return written
+
+    def done(self, timeout_millis: int | None = None) -> bool:
+        """Flush; True when nothing is left in memory (for `Telemetry.add_flusher`)."""
+        self.flush()
+        return self._count == 0
+
+    def close(self) -> None:
+        """Flush a last time; rows the store still refuses are counted as lost."""
+        self.flush()
         with self._lock:
-            pending, self._rows = self._rows, {table: [] for table in TABLES}
+            left, self._rows = self._rows, {table: [] for table in TABLES}
             self._count = 0
-        return sum(self.store.append(table, rows) for table, rows in pending.items())
+        self._count_dropped({table: len(rows) for table, rows in left.items()}, "shutdown")
+
+    # -- failure handling -----------------------------------------------------------------
+
+    def _keep(self, unwritten: dict[str, list[dict[str, Any]]]) -> None:
+        """Put rows a failed write could not store back in front of newer ones."""
+        with self._lock:
+            for table, rows in unwritten.items():
+                self._rows[table][:0] = rows
+                self._count += len(rows)
+            overflow = self._trim()
+        self._count_dropped(overflow)
+
+    def _trim(self) -> dict[str, int]:
+        """Under the lock: drop the oldest rows of the largest table beyond max_pending."""
+        dropped: dict[str, int] = {}
+        while self._count > self.max_pending:
+            table = max(self._rows, key=lambda name: len(self._rows[name]))
+            cut = min(self._count - self.max_pending, len(self._rows[table]))
+            del self._rows[table][:cut]
+            self._count -= cut
+            dropped[table] = dropped.get(table, 0) + cut
+        return dropped
+
+    def _count_dropped(self, dropped: dict[str, int], reason: str = "store_failed") -> None:
+        if not any(dropped.values()):
+            return
+        losses = self._reporting()
+        detail = f"the local store {self.store.path} refused writes: {self.error}"
+        for table, count in dropped.items():
+            self.dropped[table] += count
+            if losses is None or not count:
+                continue
+            if table == "AppTraces":
+                losses.logs_lost(reason, count, detail)
+            else:
+                losses.metric_points_lost(reason, count, detail)
+
+    def _failed(self) -> None:
+        losses = self._reporting()
+        if losses is not None:
+            losses.problem("store", (
+                f"cannot write the local store {self.store.path} ({self.error}); rows are "
+                f"kept in memory (at most {self.max_pending}) and written when it works again"))
+
+    def _recovered(self) -> None:
+        self.error = None
+        losses = self._reporting()
+        if losses is not None:
+            losses.resolved("store", f"the local store {self.store.path} takes writes again")
+
+    def _reporting(self) -> Any:
+        if self._losses is None:
+            try:
+                from ..telemetry import current
+
+                self._losses = current().losses
+                self._losses.watch("store", self.state)
+            except Exception:
+                return None
+        return self._losses

@@ -40,6 +40,119 @@ def camel(key: str) -> str:
     return _SNAKE.sub(lambda m: m.group(1).upper(), key)
 
 
+#: Why log records were lost: refused because the processor's queue was full, in a batch
+#: the exporter reported as failed, dropped by the store's writer after the store refused
+#: writes for longer than its memory bound allows, or still queued (or arriving) when the
+#: pipeline shut down.
+LOG_LOSS_REASONS = ("queue_full", "export_failed", "store_failed", "shutdown")
+#: Why metric data points were lost (a failed export loses its deltas).
+METRIC_LOSS_REASONS = ("export_failed", "store_failed", "shutdown")
+#: Seconds between two stderr notes about the same kind of loss.
+_NOTE_EVERY_S = 60.0
+
+
+class Losses:
+    """What the export pipelines lost, by reason, and what is wrong with them right now.
+
+    Processors, exporters and the store's writer report here instead of raising into the
+    caller or logging once per record; `Telemetry.stats()` (and so /api/health) shows it,
+    and a short note goes to stderr when a loss or a problem starts, at most once a minute
+    per kind, and when a problem clears.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+        self.logs = dict.fromkeys(LOG_LOSS_REASONS, 0)
+        self.metric_points = dict.fromkeys(METRIC_LOSS_REASONS, 0)
+        self.metric_exports_failed = 0
+        self._problems: dict[str, str] = {}
+        self._watched: dict[str, Callable[[], dict[str, Any]]] = {}
+        self._noted: dict[str, float] = {}
+
+    def logs_lost(self, reason: str, count: int, detail: str = "") -> None:
+        if count <= 0:
+            return
+        with self._lock:
+            self.logs[reason] = self.logs.get(reason, 0) + count
+            total = self.logs[reason]
+        self._note(f"logs:{reason}", f"dropping log records ({reason}, {total} so far)", detail)
+
+    def logs_recovered(self, reason: str, count: int) -> None:
+        """Take back records counted as lost that went out after all."""
+        with self._lock:
+            self.logs[reason] = max(0, self.logs.get(reason, 0) - count)
+
+    def metric_export_failed(self, points: int, detail: str = "") -> None:
+        with self._lock:
+            self.metric_exports_failed += 1
+            self.metric_points["export_failed"] += points
+            failed = self.metric_exports_failed
+        self._note("metrics:export_failed", f"metric exports failing ({failed} so far)", detail)
+
+    def metric_points_lost(self, reason: str, count: int, detail: str = "") -> None:
+        if count <= 0:
+            return
+        with self._lock:
+            self.metric_points[reason] = self.metric_points.get(reason, 0) + count
+            total = self.metric_points[reason]
+        self._note(f"metrics:{reason}", f"dropping metric points ({reason}, {total} so far)",
+                   detail)
+
+    def problem(self, name: str, message: str) -> None:
+        """Say what is wrong with part `name` of the pipeline (stderr hears it once)."""
+        with self._lock:
+            new = name not in self._problems
+            self._problems[name] = message
+        if new:
+            self._write(f"telemetry: {message}")
+
+    def resolved(self, name: str, message: str) -> None:
+        """Part `name` works again; `message` says so on stderr."""
+        with self._lock:
+            was = self._problems.pop(name, None)
+        if was is not None:
+            self._write(f"telemetry: {message}")
+
+    def watch(self, name: str, state: Callable[[], dict[str, Any]]) -> None:
+        """Show `state()` under `name` in the snapshot (e.g. the store writer's backlog)."""
+        with self._lock:
+            self._watched[name] = state
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            snapshot: dict[str, Any] = {
+                "logs_dropped": dict(self.logs),
+                "metric_exports_failed": self.metric_exports_failed,
+                "metric_points_dropped": dict(self.metric_points),
+                "problems": dict(self._problems),
+            }
+            watched = list(self._watched.items())
+        for name, state in watched:
+            try:
+                snapshot[name] = state()
+            except Exception:
+                snapshot[name] = None
+        return snapshot
+
+    def _note(self, kind: str, message: str, detail: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._noted.get(kind)
+            if last is not None and now - last < _NOTE_EVERY_S:
+                return
+            self._noted[kind] = now
+        self._write(f"telemetry: {message}" + (f": {detail}" if detail else ""))
+
+    def _write(self, line: str) -> None:
+        try:
+            stream = self.stream or sys.stderr
+            stream.write(" ".join(line.split()) + "\n")  # one line, whatever errors say
+            stream.flush()
+        except Exception:
+            pass  # stderr closed: the counts are still there
+
+
 class Telemetry:
     """Everything one process emits through: structured events, metrics and spans.
 
@@ -59,6 +172,7 @@ class Telemetry:
         stream: IO[str] | None = None,
         cardinality_limit: int = 2000,
         clock: Callable[[], int] | None = None,
+        losses: Losses | None = None,
     ) -> None:
         self.logger_provider = logger_provider or _logs.get_logger_provider()
         self.meter_provider = meter_provider or metrics.get_meter_provider()
@@ -78,6 +192,9 @@ class Telemetry:
         #: Problems counted instead of raised into the caller.
         self.errors = {"events_dropped": 0, "stdout_failed": 0, "otel_failed": 0,
                        "metrics_dropped": 0}
+        #: What the export pipelines behind the providers lost (see `Losses`).
+        self.losses = losses or Losses()
+        self._flushers: list[Callable[[int], bool]] = []
 
     # -- events ---------------------------------------------------------------------------
 
@@ -193,11 +310,25 @@ class Telemetry:
             self.errors[what] += 1
 
     def stats(self) -> dict[str, Any]:
-        """Counts of what was dropped or capped, for health checks and the dashboard."""
-        return {**self.errors, "series_overflowed": dict(self.instruments.overflowed)}
+        """Counts of what was dropped or capped, for health checks and the dashboard.
+
+        Events that could not be built or written (`events_dropped`, `stdout_failed`,
+        `otel_failed`, `metrics_dropped`), label sets over the cap (`series_overflowed`),
+        what the export pipelines lost (`logs_dropped` and `metric_points_dropped` by
+        reason, `metric_exports_failed`), what is wrong with them now (`problems`) and, in
+        local mode, the store writer's backlog (`store`).
+        """
+        return {**self.errors, "series_overflowed": dict(self.instruments.overflowed),
+                **self.losses.snapshot()}
+
+    def add_flusher(self, flush: Callable[[int], bool]) -> None:
+        """Also run `flush(timeout_millis)` in `flush()`, after the providers (e.g. a store
+        writer holding rows); it returns False when something is left."""
+        self._flushers.append(flush)
 
     def flush(self, timeout_millis: int = 10_000) -> bool:
-        """Export everything buffered now, within the timeout; False if anything was left.
+        """Export everything buffered now, within the timeout; False if anything was left
+        or an export failed meanwhile (what it lost is counted in `stats()`).
 
         Call it before a short invocation returns. The SDK's batch processor does not honour
         its own timeout against an endpoint that never answers, so the flushes run on a
@@ -213,6 +344,11 @@ class Telemetry:
                     continue
                 try:
                     ok = force_flush(timeout_millis) is not False and ok
+                except Exception:
+                    ok = False
+            for extra in self._flushers:
+                try:
+                    ok = extra(timeout_millis) is not False and ok
                 except Exception:
                     ok = False
             outcome.append(ok)

@@ -26,6 +26,13 @@ from ._server import LoopbackHandler, LoopbackServer
 
 INSTRUMENTATION_KEY = "00000000-0000-0000-0000-000000000000"
 TRACK_PATH = "/v2.1/track"
+#: Keeps an exporter away from Microsoft's own endpoints (statsbeat, OneSettings) and its
+#: self-diagnostics off the ingestion endpoint under test.
+QUIET_EXPORTER_ENV = {
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+}
 
 Envelope = dict[str, Any]
 
