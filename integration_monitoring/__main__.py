@@ -150,7 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     retention.add_argument("--days", type=float, default=None,
                            help="default: TELEMETRY_RETENTION_DAYS or 30")
     args = parser.parse_args(argv)
+    from .store import StoreLocked
 
+    try:
+        return _run(args, parser)
+    except StoreLocked as error:  # another process holds the local store: say who, no trace
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "serve":
         return _serve(args)
 

@@ -471,8 +471,6 @@ def test_opening_a_store_another_process_holds_fails_fast_and_names_file_and_hol
     assert "TELEMETRY_DB" in message
 
 
-@pytest.mark.xfail(strict=True, reason="__main__._serve does not yet turn StoreLocked into "
-                                       "an error line and exit status")
 def test_serve_exits_with_a_clear_message_when_another_process_holds_the_store(
         held_store, tmp_path):
     """`serve` on a store another process holds says so and exits, without a traceback."""

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -29,7 +28,7 @@ from ..store import (
     TelemetryStore,
     open_store,
 )
-from ..telemetry import Telemetry
+from ..telemetry import CountedBatchLogRecordProcessor, Losses, Telemetry
 from ._sim import Simulation
 from ._workload import MINUTE, SECOND, WORKER_SERVICE, Counts, Timeline, Workload
 from ._world import World, build_world
@@ -58,10 +57,11 @@ class _Pipeline:
     def __init__(self, store: TelemetryStore, sim: Simulation, stdout: IO[str] | None) -> None:
         resource = Resource.create({"service.name": WORKER_SERVICE})
         self.writer = BufferedWriter(store)
+        self.losses = Losses()  # anything the pipeline drops is counted, as in production
         self.logs = LoggerProvider(resource=resource)
-        self.logs.add_log_record_processor(BatchLogRecordProcessor(
-            StoreLogExporter(self.writer), schedule_delay_millis=1000, max_queue_size=1 << 20,
-            max_export_batch_size=8192))
+        self.logs.add_log_record_processor(CountedBatchLogRecordProcessor(
+            StoreLogExporter(self.writer), self.losses, schedule_delay_millis=1000,
+            max_queue_size=1 << 20, max_export_batch_size=8192))
         reader = PeriodicExportingMetricReader(
             StoreMetricExporter(self.writer, clock=sim.clock), export_interval_millis=math.inf)
         self.metrics = MeterProvider(metric_readers=[reader], resource=resource,
@@ -69,7 +69,7 @@ class _Pipeline:
         self.telemetry = Telemetry(
             logger_provider=self.logs, meter_provider=self.metrics,
             tracer_provider=TracerProvider(resource=resource), stdout=stdout is not None,
-            stream=stdout, clock=sim.clock)
+            stream=stdout, clock=sim.clock, losses=self.losses)
         self.events = 0
         self.telemetry.add_listener(self._count)
 
@@ -87,6 +87,7 @@ class _Pipeline:
         self.export()
         self.metrics.shutdown()
         self.logs.shutdown()
+        self.writer.close()
 
 
 def last_demo_time(store: TelemetryStore) -> int | None:

@@ -1,7 +1,7 @@
 """Structured events in the seed's schema and the seed's metrics, over OpenTelemetry."""
 
 from ._context import bind, bound
-from ._core import Telemetry
+from ._core import Losses, Telemetry
 from ._current import current, use
 from ._instrument import (
     AdapterCall,
@@ -18,7 +18,14 @@ from ._instrument import (
 )
 from ._logger import ServiceLogger, get_logger
 from ._metrics import METRICS, MetricSpec
-from ._setup import configure_telemetry, configured, flush, shutdown_telemetry
+from ._setup import (
+    CountedBatchLogRecordProcessor,
+    CountedMetricExporter,
+    configure_telemetry,
+    configured,
+    flush,
+    shutdown_telemetry,
+)
 from ._stdlib import SeedLogHandler
 from ._values import REDACTED
 
@@ -26,6 +33,9 @@ __all__ = [
     "METRICS",
     "REDACTED",
     "AdapterCall",
+    "CountedBatchLogRecordProcessor",
+    "CountedMetricExporter",
+    "Losses",
     "MetricSpec",
     "SeedLogHandler",
     "ServiceLogger",
