@@ -340,9 +340,21 @@ function renderAlerts(body) {
     el("span", {}, Object.entries(a.dimensions).map(([k, v]) => `${k}=${v}`).join(", ")),
     el("span", {}, `value ${number(a.value, 2)} (${a.operator || ""} ${number(a.threshold, 2)})`),
     el("span", {}, `since ${time(a.firedAt)}`),
+    undelivered(a.delivery || {}),
     a.runbookUrl ? el("a", { href: a.runbookUrl.startsWith("http") ? a.runbookUrl : `/${a.runbookUrl}` }, "Runbook") : null,
     a.acknowledgedAt ? el("span", {}, `acknowledged by ${a.acknowledgedBy}`)
       : el("button", { type: "button", onclick: () => acknowledge(a.alertId) }, "Acknowledge"))));
+}
+
+// The channels whose notification has not arrived: still retrying from the outbox, or given up.
+function undelivered(delivery) {
+  const missing = Object.entries(delivery).filter(([, state]) => state !== "delivered");
+  if (!missing.length) return null;
+  const gaveUp = missing.some(([, state]) => state !== "retrying");
+  const text = missing.map(([channel, state]) => `${channel} (${state === "retrying" ? "retrying" : "gave up"})`);
+  return el("span", { class: `undelivered ${gaveUp ? "v-failed" : "v-stale"}`, "data-delivery": missing.map(([c, s]) => `${c}=${s}`).join(" "),
+    title: gaveUp ? "Not delivered: the relay gave up on this channel (see alert.delivery_abandoned / alert.delivery_failed)" : "Not delivered yet: queued for redelivery" },
+  `undelivered: ${text.join(", ")}`);
 }
 
 async function acknowledge(alertId) {

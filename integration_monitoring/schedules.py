@@ -15,12 +15,14 @@ from .queues import SettingError
 
 @dataclass(frozen=True)
 class TimerSpec:
-    """A timer function: its name, the app setting holding its NCRONTAB, and what it runs."""
+    """A timer function: its name, the app setting holding its NCRONTAB, what it runs, and
+    what checks the other settings it reads (so a bad one fails at start-up, named)."""
 
     name: str
     setting: str
     default: str
     run: Callable[[], Any]
+    check: Callable[[Mapping[str, str]], Any] | None = None
 
     @property
     def schedule(self) -> str:
@@ -35,6 +37,8 @@ class TimerSpec:
                 expression, second_at_beginning=True):
             raise SettingError(self.setting, f"{expression!r} is not a six-field NCRONTAB "
                                "expression ({second} {minute} {hour} {day} {month} {weekday})")
+        if self.check is not None:
+            self.check(env)
         return expression
 
 
@@ -49,6 +53,18 @@ def _sample_queues() -> Any:
     return run_queue_sampler()
 
 
+def _redeliver_alerts() -> Any:
+    from .alerts._redelivery import run_alert_redelivery
+
+    return run_alert_redelivery()
+
+
+def _redelivery_settings(env: Mapping[str, str]) -> Any:
+    from .alerts._outbox import RedeliveryPolicy
+
+    return RedeliveryPolicy.from_env(env)
+
+
 QUEUE_SAMPLER = TimerSpec(
     name="sample_queue_depths",
     setting="QUEUE_SAMPLE_SCHEDULE",
@@ -56,4 +72,13 @@ QUEUE_SAMPLER = TimerSpec(
     run=_sample_queues,
 )
 
-TIMERS: tuple[TimerSpec, ...] = (QUEUE_SAMPLER,)
+ALERT_REDELIVERY = TimerSpec(
+    name="redeliver_alerts",
+    setting="ALERT_REDELIVERY_SCHEDULE",
+    # Every minute, half a minute after the sampler: the outbox's shortest wait is a minute.
+    default="30 * * * * *",
+    run=_redeliver_alerts,
+    check=_redelivery_settings,
+)
+
+TIMERS: tuple[TimerSpec, ...] = (QUEUE_SAMPLER, ALERT_REDELIVERY)

@@ -2,12 +2,14 @@
 
 The demo's provider outage makes one adapter's jobs fail; the local evaluator runs the rule
 like Azure Monitor and posts the common alert schema to the relay of a real app served by
-uvicorn; the relay delivers to loopback Slack and PagerDuty servers.
+uvicorn; the relay delivers to loopback Slack and PagerDuty servers, queues in a SQLite outbox
+what Slack could not take, and the redelivery timer sends it once Slack is back.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 
@@ -22,7 +24,13 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from integration_monitoring import Telemetry
 from integration_monitoring.admin import LocalBackend
-from integration_monitoring.alerts import Evaluator, RelayPoster, rule_by_id
+from integration_monitoring.alerts import (
+    Evaluator,
+    Redeliverer,
+    RelayPoster,
+    SqliteOutbox,
+    rule_by_id,
+)
 from integration_monitoring.alerts._delivery import Deliverer
 from integration_monitoring.app import create_app
 from integration_monitoring.demo import run_demo
@@ -40,8 +48,9 @@ SECRET = "relay-secret-for-tests"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Two hours of demo history (a provider outage included), a relay app on uvicorn whose
-    own events land in the same store, and loopback Slack and PagerDuty."""
-    store = TelemetryStore(tmp_path_factory.mktemp("e2e") / "e2e.duckdb")
+    own events land in the same store, its outbox, and loopback Slack and PagerDuty."""
+    folder = tmp_path_factory.mktemp("e2e")
+    store = TelemetryStore(folder / "e2e.duckdb")
     run_demo(hours=2, seed=7, tenants=8, integrations=48, store=store, stdout=None,
              progress=False, now_ns=NOW_NS)
     provider = LoggerProvider()
@@ -54,7 +63,8 @@ def world(tmp_path_factory):
     with CaptureServer() as slack, CaptureServer(202, {"status": "success"}) as pagerduty:
         deliverer = Deliverer(slack_webhook_url=slack.url, pagerduty_routing_key="r" * 32,
                               pagerduty_events_url=pagerduty.url, backoff_base=0.01,
-                              backoff_cap=0.05, max_attempts=3, budget=3.0)
+                              backoff_cap=0.05, max_attempts=3, budget=3.0,
+                              outbox=SqliteOutbox(folder / "alert-outbox.sqlite3"))
         app = create_app(backend=LocalBackend(store), deliverer_factory=lambda: deliverer)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -66,7 +76,7 @@ def world(tmp_path_factory):
             while not server.started:
                 time.sleep(0.05)
             yield {"store": store, "slack": slack, "pagerduty": pagerduty, "events": events,
-                   "url": f"http://127.0.0.1:{port}"}
+                   "url": f"http://127.0.0.1:{port}", "deliverer": deliverer}
             server.should_exit = True
             thread.join(10)
     use(previous)
@@ -96,7 +106,15 @@ def story(world):
         if changes:
             world["slack"].heal()  # Slack is back after the first alert
         at += rule.frequency
-    return {"changes": changes, "posted": posted}
+    return {"changes": changes, "posted": posted,
+            "slack_before_redelivery": list(world["slack"].bodies)}
+
+
+@pytest.fixture(scope="module")
+def redelivered(world, story):
+    """The redelivery timer's run once Slack is back, a minute and more later."""
+    run = Redeliverer(world["deliverer"]).run(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    return {"run": run, "slack": list(world["slack"].bodies)}
 
 
 def test_the_outage_fires_and_resolves(story):
@@ -121,14 +139,38 @@ def test_pagerduty_gets_a_valid_trigger_then_resolve(world, story, pagerduty_req
 
 
 def test_slack_gets_readable_messages_and_its_outage_does_not_stop_pagerduty(world, story):
-    """Slack was down for the first alert: PagerDuty still got it, and the failure is
-    recorded; the later messages reached Slack with the rule, adapter and runbook."""
+    """Slack was down for the first alert: PagerDuty still got it, and Slack's message was
+    queued, with the alert's Resolved behind it; any other alert reached Slack at once."""
     first_alert = story["posted"][0]["data"]["essentials"]["alertId"]
     failed = [e for e in world["events"] if e["operation"] == "alert.delivery_failed"]
-    assert any(e["metadata"]["channel"] == "slack" for e in failed)
-    assert any(e["metadata"]["alertId"] in first_alert for e in failed)
-    messages = world["slack"].bodies
-    assert len(messages) == len(story["posted"]) - 1
+    assert [e["metadata"]["channel"] for e in failed] == ["slack"]
+    assert failed[0]["metadata"]["alertId"] in first_alert
+    assert failed[0]["metadata"]["queued"] is True
+    first_id = failed[0]["metadata"]["alertId"]
+    behind = [e for e in world["events"] if e["operation"] == "alert.delivery_queued"]
+    first_notices = [p for p in story["posted"]
+                     if p["data"]["essentials"]["alertId"].endswith(first_id)]
+    assert len(behind) == len(first_notices) - 1  # its Resolved, when it resolved in the story
+    messages = story["slack_before_redelivery"]
+    assert len(messages) == len(story["posted"]) - len(first_notices)
+    assert len(world["pagerduty"].bodies) == len(story["posted"])
+
+
+def test_queued_slack_messages_are_redelivered_fired_before_resolved(world, story,
+                                                                    redelivered):
+    """Once Slack is back the timer delivers what was queued, each once, the first alert's
+    FIRING message before its RESOLVED one, with the rule, adapter and runbook."""
+    first_id = story["posted"][0]["data"]["essentials"]["alertId"].rsplit("/", 1)[-1]
+    first_notices = [p for p in story["posted"]
+                     if p["data"]["essentials"]["alertId"].endswith(first_id)]
+    assert redelivered["run"].delivered == len(first_notices)
+    messages = redelivered["slack"]
+    assert len(messages) == len(story["posted"])
+    late = messages[len(story["slack_before_redelivery"]):]
+    assert [("FIRING" in m["text"], "RESOLVED" in m["text"]) for m in late] == [
+        (True, False), (False, True)][: len(first_notices)]
+    assert all(first_id in json.dumps(m) for m in late)
+    assert world["deliverer"].outbox.entries() == []
     text = str(messages)
     assert "zendesk" in text and "High sync failure rate" in text
     assert "high-sync-failure-rate.md" in text and "resolved" in text.lower()
@@ -146,14 +188,17 @@ def test_a_duplicate_delivery_is_dropped(world, story):
     assert len(world["pagerduty"].bodies) == pagerduty_before
 
 
-def test_alerts_api_lists_history_and_acknowledges(world, story):
-    """GET /api/admin/alerts shows the alerts from the relay's events; ack is recorded."""
+def test_alerts_api_lists_history_and_acknowledges(world, story, redelivered):
+    """GET /api/admin/alerts shows the alerts from the relay's events, delivered on both
+    channels in the end; ack is recorded."""
     until = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     url = world["url"] + "/api/admin/alerts"
     body = httpx.get(url, params={"until": until}, timeout=30).json()
     by_adapter = {a["dimensions"].get("adapterType"): a for a in body["alerts"]}
     zendesk = by_adapter["zendesk"]
     assert zendesk["state"] == "resolved" and zendesk["ruleId"] == "high-sync-failure-rate"
+    assert {a["alertId"]: a["delivery"] for a in body["alerts"]} == {
+        a["alertId"]: {"slack": "delivered", "pagerduty": "delivered"} for a in body["alerts"]}
     assert zendesk["runbookUrl"].endswith("docs/runbooks/high-sync-failure-rate.md")
     # when one is acknowledged
     ack = httpx.post(f"{url}/{zendesk['alertId']}/ack", json={"by": "ops@example.com",

@@ -58,11 +58,14 @@ API_VERSIONS: dict[str, set[str]] = {
     # Newest stable workbooks version: bicep-types-az generated/applicationinsights/
     # microsoft.insights/2023-06-01/types.md.
     "microsoft.insights/workbooks": {"2023-06-01"},
-    # Storage account, blob service and deployment container: stable 2025-01-01
-    # (bicep-types-az generated/storage/microsoft.storage/2025-01-01/types.md).
+    # Storage account, blob service and deployment container, table service and the alert
+    # outbox table: stable 2025-01-01 (bicep-types-az generated/storage/microsoft.storage/
+    # 2025-01-01/types.md).
     "microsoft.storage/storageaccounts": {"2025-01-01"},
     "microsoft.storage/storageaccounts/blobservices": {"2025-01-01"},
     "microsoft.storage/storageaccounts/blobservices/containers": {"2025-01-01"},
+    "microsoft.storage/storageaccounts/tableservices": {"2025-01-01"},
+    "microsoft.storage/storageaccounts/tableservices/tables": {"2025-01-01"},
     # Flex Consumption plan, Function App and its authsettingsV2: stable 2024-11-01 (bicep-types-az
     # generated/web/microsoft.web/2024-11-01/types.md has functionAppConfig, added in 2023-12-01;
     # Azure-Samples/azure-functions-flex-consumption-samples deploys with 2024-04-01).

@@ -5,9 +5,11 @@
 //   Log Analytics Reader, on the workspace: the admin API's KQL queries
 //     (azure-monitor-query LogsQueryClient with DefaultAzureCredential).
 //   Storage Blob Data Owner, on the storage account: the host's AzureWebJobsStorage by identity
-//     (timer trigger leases, host keys) and the Flex Consumption deployment container. Queue and
-//     Table Data Contributor are not given: the app has only HTTP and timer triggers, which need
-//     blobs alone (Durable Functions or queue triggers would need them).
+//     (timer trigger leases, host keys) and the Flex Consumption deployment container. Queue Data
+//     Contributor is not given: the app has only HTTP and timer triggers.
+//   Storage Table Data Contributor, on the alert outbox table alone: the relay writes the
+//     deliveries it could not make there and the redelivery timer reads, updates and deletes them
+//     (azure-data-tables with DefaultAzureCredential).
 //   Monitoring Metrics Publisher, on Application Insights (when enabled): telemetry ingestion with
 //     Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING), which the host and the Python
 //     exporter (azure-monitor-opentelemetry-exporter) both honour.
@@ -26,6 +28,9 @@ param workspaceName string
 @description('Name of the Function App\'s storage account.')
 param storageAccountName string
 
+@description('Name of the alert outbox table in that account.')
+param outboxTableName string
+
 @description('Name of the Application Insights component.')
 param appInsightsName string
 
@@ -35,6 +40,7 @@ param assignMetricsPublisher bool = true
 var roles = {
   logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
@@ -44,6 +50,16 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2025-02-01' existin
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-01-01' existing = {
   name: storageAccountName
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2025-01-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource outboxTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2025-01-01' existing = {
+  parent: tableService
+  name: outboxTableName
 }
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -69,6 +85,17 @@ resource storageBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'Functions host storage and the deployment container, by identity'
+  }
+}
+
+resource outboxTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(outboxTable.id, principalId, roles.storageTableDataContributor)
+  scope: outboxTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Alert relay outbox: queued deliveries, by identity'
   }
 }
 

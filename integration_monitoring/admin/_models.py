@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Model(BaseModel):
@@ -248,6 +251,21 @@ class Alert(Model):
     operator: str | None
     runbookUrl: str | None
     dashboardUrl: str | None
+    #: Per channel (slack, pagerduty), what became of the alert's notifications: delivered,
+    #: retrying (in the outbox), failed (not queued) or abandoned (given up); the worst of
+    #: its Fired and Resolved notices. Empty when it had no relayed channel.
+    delivery: dict[str, Literal["delivered", "retrying", "failed", "abandoned"]] = Field(
+        default_factory=dict)
+
+    @field_validator("delivery", mode="before")
+    @classmethod
+    def _delivery_from_text(cls, value: Any) -> Any:
+        """The query answers JSON text (make_bag is not portable); "" when nothing was sent."""
+        if value is None or value == "":
+            return {}
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
 
 
 class Alerts(Envelope):

@@ -1,16 +1,35 @@
-"""Alerts: the rule list, a local evaluator that runs it like Azure Monitor, and the relay
-that delivers Azure Monitor's alerts to Slack and PagerDuty."""
+"""Alerts: the rule list, a local evaluator that runs it like Azure Monitor, the relay that
+delivers Azure Monitor's alerts to Slack and PagerDuty, and the outbox that redelivers what
+the relay could not."""
 
 from ._evaluator import Evaluator, StateChange
+from ._outbox import (
+    Outbox,
+    PendingDelivery,
+    RedeliveryPolicy,
+    SqliteOutbox,
+    TableOutbox,
+    outbox_from_env,
+)
 from ._post import RelayPoster
+from ._redelivery import Redeliverer, RedeliveryRun, run_alert_redelivery
 from ._rules import AlertRule, iso_duration, load_rules, rule_by_id
 
 __all__ = [
     "AlertRule",
     "Evaluator",
+    "Outbox",
+    "PendingDelivery",
+    "Redeliverer",
+    "RedeliveryPolicy",
+    "RedeliveryRun",
     "RelayPoster",
+    "SqliteOutbox",
     "StateChange",
+    "TableOutbox",
     "iso_duration",
     "load_rules",
+    "outbox_from_env",
     "rule_by_id",
+    "run_alert_redelivery",
 ]

@@ -16,10 +16,17 @@ within a bounded number of attempts and a time budget, on its own thread, so one
 channel neither stops nor delays the others beyond the budget. The default budget (8 s) keeps a
 synchronous relay under the 10 s an action group waits for its first webhook call.
 
+With an outbox (`Deliverer.from_env` always has one), a channel still failing after the budget
+is queued there with its body, and the redelivery timer (`Redeliverer`) keeps trying for up to
+ALERT_REDELIVERY_HOURS. A 4xx other than 408/429 is permanent and is given up at once. While a
+notice of an alert is queued for a channel, a later notice of the same alert on that channel
+is queued behind it, so a channel never sees Resolved before Fired.
+
 Every step is a telemetry event of the `alert-relay` service; together they are the alert
 history: `alert.fired` / `alert.resolved` (once per notice), `alert.delivered`,
-`alert.delivery_retry`, `alert.delivery_failed`, `alert.duplicate_dropped` and
-`alert.channel_skipped`.
+`alert.delivery_retry`, `alert.delivery_failed` (`queued: true` when the outbox took it),
+`alert.delivery_queued` (behind an earlier notice), `alert.delivery_abandoned` (given up),
+`alert.duplicate_dropped` and `alert.channel_skipped`.
 """
 
 from __future__ import annotations
@@ -40,6 +47,14 @@ import httpx
 
 from .._time import retry_after_seconds
 from ..telemetry import get_logger
+from ._outbox import (
+    CONDITION_ORDER,
+    Outbox,
+    PendingDelivery,
+    RedeliveryPolicy,
+    outbox_from_env,
+    utc_now,
+)
 from ._payload import AlertNotice, dimensions_key, format_number
 from ._rules import AlertRule
 
@@ -51,6 +66,8 @@ DASHBOARD_FILTERS = ("integrationId", "tenantId", "adapterType")
 #: (integrationId and tenantId go to the event's top level, where the schema has them).
 FLAT_DIMENSIONS = ("adapterType", "queue")
 CHANNELS = ("email", "slack", "pagerduty")
+#: The setting that turns each relayed channel on.
+CHANNEL_SETTINGS = {"slack": "SLACK_WEBHOOK_URL", "pagerduty": "PAGERDUTY_ROUTING_KEY"}
 RETRYABLE = frozenset({408, 429})
 #: Azure's severity names, shown beside SevN.
 SEVERITY_NAMES = ("Critical", "Error", "Warning", "Informational", "Verbose")
@@ -67,12 +84,19 @@ log = get_logger("alert-relay")
 
 @dataclass
 class ChannelOutcome:
-    """What happened on one channel: delivered, failed, skipped, duplicate or action_group."""
+    """What happened on one channel: delivered, queued (for redelivery), failed, skipped,
+    duplicate or action_group."""
 
     channel: str
     status: str
     attempts: int = 0
     error: str | None = None
+    #: A 4xx other than 408/429 (see is_permanent): the same body would be refused again.
+    permanent: bool = False
+    #: The body that was sent (kept for the outbox), once it was built.
+    body: dict[str, Any] | None = field(default=None, repr=False)
+    #: Seconds the channel asked to wait (Retry-After) on its last answer.
+    retry_after: float | None = None
 
 
 @dataclass
@@ -92,7 +116,7 @@ class DeliveryReport:
             "duplicate": self.duplicate,
             "channels": {name: o.status for name, o in self.outcomes.items()},
             "errors": {name: o.error for name, o in self.outcomes.items()
-                       if o.status == "failed" and o.error},
+                       if o.status in ("failed", "queued") and o.error},
         }
 
 
@@ -134,7 +158,11 @@ class SeenKeys:
 
 
 class Deliverer:
-    """Sends notices to Slack and PagerDuty; long-lived (it remembers what it delivered)."""
+    """Sends notices to Slack and PagerDuty; long-lived (it remembers what it delivered).
+
+    `outbox` keeps what could not be delivered for the redelivery timer (None: a failure is
+    final); `redelivery` says how long and how often; `now` is the wall clock of its times.
+    """
 
     def __init__(self, *, slack_webhook_url: str | None = None,
                  pagerduty_routing_key: str | None = None,
@@ -143,7 +171,9 @@ class Deliverer:
                  timeout: float = 4.0, max_attempts: int = 4, backoff_base: float = 0.5,
                  backoff_cap: float = 4.0, budget: float = 8.0, dedup_ttl: float = 86_400.0,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 outbox: Outbox | None = None, redelivery: RedeliveryPolicy | None = None,
+                 now: Callable[[], dt.datetime] = utc_now) -> None:
         self.slack_webhook_url = slack_webhook_url or None
         self.pagerduty_routing_key = pagerduty_routing_key or None
         self.pagerduty_events_url = pagerduty_events_url or PAGERDUTY_EVENTS_URL
@@ -155,6 +185,9 @@ class Deliverer:
         self.budget = budget
         self._sleep = sleep
         self._clock = clock
+        self.outbox = outbox
+        self.redelivery = redelivery or RedeliveryPolicy()
+        self.now = now
         self._notices = SeenKeys(dedup_ttl, clock=clock)
         self._sent = SeenKeys(dedup_ttl, clock=clock)
         self._client = httpx.Client(timeout=timeout, follow_redirects=False,
@@ -163,8 +196,13 @@ class Deliverer:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> Deliverer:
         """Settings from SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, PAGERDUTY_EVENTS_URL and
-        DASHBOARD_BASE_URL; keyword options (timeouts, backoff) pass through."""
+        DASHBOARD_BASE_URL, the outbox from ALERT_OUTBOX_TABLE_ENDPOINT (else SQLite beside
+        the local store) and its bound from ALERT_REDELIVERY_HOURS; keyword options
+        (timeouts, backoff, outbox) pass through."""
         env = os.environ if env is None else env
+        options.setdefault("redelivery", RedeliveryPolicy.from_env(env))
+        if "outbox" not in options:
+            options["outbox"] = outbox_from_env(env)
         return cls(slack_webhook_url=env.get("SLACK_WEBHOOK_URL", "").strip(),
                    pagerduty_routing_key=env.get("PAGERDUTY_ROUTING_KEY", "").strip(),
                    pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", "").strip(),
@@ -172,6 +210,8 @@ class Deliverer:
 
     def close(self) -> None:
         self._client.close()
+        if self.outbox is not None:
+            self.outbox.close()
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -189,10 +229,9 @@ class Deliverer:
                 self._event("info", "alert.channel_skipped", notice, where, channel=channel,
                             reason="handled by action group")
                 continue
-            target = self._target(channel)
+            target = self.target(channel)
             if target is None:
-                setting = {"slack": "SLACK_WEBHOOK_URL",
-                           "pagerduty": "PAGERDUTY_ROUTING_KEY"}.get(channel, channel)
+                setting = CHANNEL_SETTINGS.get(channel, channel)
                 report.outcomes[channel] = ChannelOutcome(channel, "skipped")
                 self._event("info", "alert.channel_skipped", notice, where, channel=channel,
                             reason=f"{setting} is not set")
@@ -201,12 +240,17 @@ class Deliverer:
                 report.outcomes[channel] = ChannelOutcome(channel, "duplicate")
                 self._event("info", "alert.duplicate_dropped", notice, where, channel=channel)
                 continue
+            queued = self._behind_queue(channel, notice, rule, where)
+            if queued is not None:
+                report.outcomes[channel] = queued
+                continue
             sends[channel] = self._sender(channel, notice, rule)
         report.outcomes.update(self._run(sends, notice, where))
         report.outcomes = {c: report.outcomes[c] for c in rule.channels if c in report.outcomes}
         return report
 
-    def _target(self, channel: str) -> str | None:
+    def target(self, channel: str) -> str | None:
+        """Where `channel` is sent now, from the settings; None while it is off."""
         if channel == "slack":
             return self.slack_webhook_url
         if channel == "pagerduty":
@@ -217,11 +261,91 @@ class Deliverer:
                 rule: AlertRule) -> Callable[[], ChannelOutcome]:
         # The body is built inside the call, so a builder error is that channel's failure
         # (and releases its claim) instead of escaping the request.
+        def send() -> ChannelOutcome:
+            body = self._body(channel, notice, rule)
+            outcome = self._post(channel, self.target(channel) or "", self.with_secret(
+                channel, body), notice)
+            outcome.body = body
+            return outcome
+
+        return send
+
+    def _body(self, channel: str, notice: AlertNotice, rule: AlertRule) -> dict[str, Any]:
+        """What `channel` is sent for `notice`, without secrets (it may be queued)."""
         if channel == "slack":
-            return lambda: self._post(channel, self.slack_webhook_url or "",
-                                      self.slack_message(notice, rule), notice)
-        return lambda: self._post(channel, self.pagerduty_events_url,
-                                  self.pagerduty_event(notice, rule), notice)
+            return self.slack_message(notice, rule)
+        return {k: v for k, v in self.pagerduty_event(notice, rule).items()
+                if k != "routing_key"}
+
+    def with_secret(self, channel: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The body as sent: PagerDuty's routing key is added from the settings here, so
+        what is queued never holds it."""
+        if channel == "pagerduty":
+            return {"routing_key": self.pagerduty_routing_key or "", **body}
+        return body
+
+    def _behind_queue(self, channel: str, notice: AlertNotice, rule: AlertRule,
+                      where: dict[str, Any]) -> ChannelOutcome | None:
+        """Queue `notice` instead of sending it when this alert already waits in the outbox
+        for `channel`: the same notice is not sent twice, and Resolved stays behind Fired."""
+        if self.outbox is None:
+            return None
+        try:
+            waiting = self.outbox.pending(notice.alert_id, channel)
+        except Exception as exc:  # the outbox is down: sending beats not sending
+            self._event("warn", "alert.outbox_failed", notice, where, channel=channel,
+                        error=f"{type(exc).__name__}: {exc}")
+            return None
+        if any(e.condition == notice.condition for e in waiting):
+            self._event("info", "alert.duplicate_dropped", notice, where, channel=channel,
+                        reason="queued already for redelivery")
+            return ChannelOutcome(channel, "queued", 0, "queued already for redelivery")
+        order = CONDITION_ORDER.get(notice.condition, 0)
+        earlier = [e for e in waiting if CONDITION_ORDER.get(e.condition, 0) < order]
+        if not earlier:
+            return None
+        try:
+            body = self._body(channel, notice, rule)
+            now = self.now()
+            self.outbox.add(self._pending(notice, channel, body, where, now, now, attempts=0))
+        except Exception as exc:
+            self._event("warn", "alert.outbox_failed", notice, where, channel=channel,
+                        error=f"{type(exc).__name__}: {exc}")
+            return None  # sending out of order beats not sending at all
+        self._event("info", "alert.delivery_queued", notice, where, channel=channel,
+                    reason=f"waiting for the {earlier[0].condition} notice of this alert")
+        return ChannelOutcome(channel, "queued", 0,
+                              f"waiting for the {earlier[0].condition} notice of this alert")
+
+    def _pending(self, notice: AlertNotice, channel: str, body: dict[str, Any],
+                 where: dict[str, Any], queued_at: dt.datetime, next_attempt_at: dt.datetime,
+                 attempts: int, error: str = "") -> PendingDelivery:
+        return PendingDelivery(
+            alert_id=notice.alert_id, condition=notice.condition, channel=channel,
+            rule_id=notice.rule_id, severity=notice.severity_name, body=body,
+            queued_at=queued_at, next_attempt_at=next_attempt_at,
+            tenant_id=where["tenant_id"], integration_id=where["integration_id"],
+            dimensions={k: v for k, v in where.items()
+                        if k not in ("tenant_id", "integration_id")},
+            attempts=attempts, last_error=error or "")
+
+    def _queue(self, outbox: Outbox, outcome: ChannelOutcome, notice: AlertNotice,
+               where: dict[str, Any]) -> ChannelOutcome:
+        """Put a failed channel in the outbox; the outcome says whether that worked."""
+        now = self.now()
+        first = now + self.redelivery.delay(1)
+        try:
+            if outcome.body is None:
+                raise ValueError("the body was never built")
+            outbox.add(self._pending(
+                notice, outcome.channel, outcome.body, where, now,
+                max(first, now + dt.timedelta(seconds=outcome.retry_after or 0)),
+                outcome.attempts, outcome.error or ""))
+        except Exception as exc:
+            outcome.error = f"{outcome.error} (could not queue it: {type(exc).__name__}: {exc})"
+            return outcome
+        outcome.status = "queued"
+        return outcome
 
     def _run(self, sends: dict[str, Callable[[], ChannelOutcome]], notice: AlertNotice,
              where: dict[str, Any]) -> dict[str, ChannelOutcome]:
@@ -242,10 +366,24 @@ class Deliverer:
                 if outcome.status == "delivered":
                     self._event("info", "alert.delivered", notice, where, channel=channel,
                                 attempts=outcome.attempts)
-                else:
-                    self._sent.release((notice.alert_id, notice.condition, channel))
-                    self._event("error", "alert.delivery_failed", notice, where,
-                                channel=channel, attempts=outcome.attempts, error=outcome.error)
+                    continue
+                if self.outbox is not None and not outcome.permanent:
+                    outcome = outcomes[channel] = self._queue(self.outbox, outcome, notice,
+                                                              where)
+                if outcome.status == "queued":
+                    # The claim stays: the outbox delivers it, a repeat of it is a duplicate.
+                    self._event("warn", "alert.delivery_failed", notice, where,
+                                channel=channel, attempts=outcome.attempts, error=outcome.error,
+                                queued=True)
+                    continue
+                self._sent.release((notice.alert_id, notice.condition, channel))
+                self._event("error", "alert.delivery_failed", notice, where,
+                            channel=channel, attempts=outcome.attempts, error=outcome.error,
+                            queued=False)
+                if outcome.permanent:
+                    self._event("error", "alert.delivery_abandoned", notice, where,
+                                channel=channel, attempts=outcome.attempts,
+                                reason=f"permanent failure: {outcome.error}")
         return outcomes
 
     def _post(self, channel: str, url: str, body: dict[str, Any],
@@ -266,22 +404,44 @@ class Deliverer:
                 if response.is_success:
                     return ChannelOutcome(channel, "delivered", attempt)
                 error = f"HTTP {response.status_code}: {response.text.strip()[:200]}"
-                if response.status_code not in RETRYABLE and response.status_code < 500:
-                    return ChannelOutcome(channel, "failed", attempt, error)
+                if is_permanent(response.status_code):
+                    return ChannelOutcome(channel, "failed", attempt, error, permanent=True)
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt >= self.max_attempts:
                 return ChannelOutcome(channel, "failed", attempt,
-                                      f"{error} (gave up after {attempt} attempts)")
+                                      f"{error} (gave up after {attempt} attempts)",
+                                      retry_after=retry_after)
             delay = retry_after if retry_after is not None else min(
                 self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
             if self._clock() + delay >= deadline:
                 return ChannelOutcome(channel, "failed", attempt,
                                       f"{error} (gave up: retrying in {delay:g}s would pass the "
-                                      f"{self.budget:g}s delivery budget)")
+                                      f"{self.budget:g}s delivery budget)",
+                                      retry_after=retry_after)
             self._event("warn", "alert.delivery_retry", notice, self._where(notice),
                         channel=channel, attempt=attempt, delay_seconds=round(delay, 3),
                         error=error)
             self._sleep(delay)
+
+    def send_once(self, channel: str, body: dict[str, Any]) -> ChannelOutcome:
+        """One POST of a queued body to where `channel` points now (the redelivery timer
+        retries across runs, not within one)."""
+        url = self.target(channel)
+        if url is None:
+            return ChannelOutcome(channel, "failed", 0,
+                                  f"{CHANNEL_SETTINGS.get(channel, channel)} is not set",
+                                  permanent=True)
+        try:
+            response = self._client.post(url, json=self.with_secret(channel, body))
+        except httpx.TransportError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return ChannelOutcome(channel, "failed", 1, error)
+        if response.is_success:
+            return ChannelOutcome(channel, "delivered", 1)
+        return ChannelOutcome(
+            channel, "failed", 1, f"HTTP {response.status_code}: {response.text.strip()[:200]}",
+            permanent=is_permanent(response.status_code),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")))
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -417,6 +577,23 @@ class Deliverer:
             **{k: v for k, v in where.items() if k not in ("tenant_id", "integration_id")},
             **{_camel(k): v for k, v in metadata.items()},
         })
+
+    @staticmethod
+    def entry_event(level: str, operation: str, entry: PendingDelivery,
+                    **metadata: Any) -> None:
+        """An event about a queued delivery, with the same keys as the relay's own."""
+        log.log(level, operation, entry.tenant_id, entry.integration_id, {
+            "ruleId": entry.rule_id, "alertId": entry.alert_id, "severity": entry.severity,
+            "condition": entry.condition, **entry.dimensions, "channel": entry.channel,
+            **{_camel(k): v for k, v in metadata.items()},
+        })
+
+
+def is_permanent(status: int) -> bool:
+    """A 4xx other than 408/429 (or a redirect, which is not followed): the same request
+    will be refused again, so it is not retried."""
+    return status < 500 and status not in RETRYABLE
+
 
 
 def _camel(key: str) -> str:

@@ -10,7 +10,9 @@ is required as well.
 
 Delivery runs synchronously inside the request, every channel in parallel and each bounded by
 the deliverer's budget (8 s by default), so the answer comes before the 10 s an action group
-waits for its first call, and it reports what happened on each channel. Responses: 202 with
+waits for its first call, and it reports what happened on each channel. A channel still
+failing then is `queued`: the outbox keeps it and the redelivery timer sends it later (see
+`_redelivery`). Responses: 202 with
 `{"alertId", "ruleId", "condition", "duplicate", "channels": {...}, "errors": {...}}`; 400 for
 a body that is not a common-schema alert (the message names the field); 401 for a missing or
 wrong secret; 422 `unknown_rule`; 503 `relay_not_configured` while ALERT_RELAY_SECRET is unset.
@@ -46,12 +48,14 @@ _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properti
     "code": {"type": "string"}, "message": {"type": "string"},
     "parameter": {"type": "string"}}, "required": ["code", "message"]}}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"description": "delivered (or dropped as a duplicate); per-channel outcomes",
+    202: {"description": "handled; per-channel outcomes: delivered, queued (for redelivery by "
+                         "the timer), failed, skipped, duplicate or action_group",
           "content": {"application/json": {"example": {
               "alertId": "/subscriptions/.../alerts/1b2c...", "ruleId": "high-sync-failure-rate",
               "condition": "Fired", "duplicate": False,
-              "channels": {"email": "action_group", "slack": "delivered",
-                           "pagerduty": "skipped"}, "errors": {}}}}},
+              "channels": {"email": "action_group", "slack": "queued",
+                           "pagerduty": "delivered"},
+              "errors": {"slack": "HTTP 503: ... (gave up after 4 attempts)"}}}}},
     400: {"description": "the body is not a common-schema alert; the message names the field",
           "content": {"application/json": {"schema": _ERROR}}},
     401: {"description": "the relay secret is missing or wrong",
@@ -65,7 +69,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @functools.cache
 def default_deliverer() -> Deliverer:
-    """One Deliverer per process, from the environment (it holds the idempotency memory)."""
+    """One Deliverer per process, from the environment (it holds the idempotency memory and
+    the outbox, which the redelivery timer shares)."""
     return Deliverer.from_env()
 
 

@@ -1,0 +1,378 @@
+"""The outbox: alert deliveries that failed, kept until they are delivered or given up.
+
+    outbox = outbox_from_env()            # Table Storage with ALERT_OUTBOX_TABLE_ENDPOINT,
+                                          # else a SQLite file beside the local store
+    outbox.add(entry)                     # False when that notice is queued already
+    outbox.due(now)                       # entries whose next attempt is due, oldest first
+    outbox.pending(alert_id, channel)     # what is queued for one alert on one channel
+    outbox.save(entry)                    # the entry with its new etag, or None if it changed
+    outbox.remove(entry)                  # False if it changed since it was read
+
+An entry holds what is needed to send the notice again and to record its events: alert id,
+condition, channel, rule, severity, tenant, integration, the flat dimensions, and the outgoing
+body. It never holds the Slack webhook URL or the PagerDuty routing key: those are secrets, read
+from the settings when the entry is sent, so a rotated key applies to queued deliveries too.
+
+Both stores key an entry by channel and a hash of alert id and condition (Table Storage keys may
+not contain '/', which full Azure alert ids do), and both update and delete only the version
+that was read (an etag), so a writer never overwrites what it did not see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+TABLE_NAME = "alertoutbox"
+HOURS_SETTING = "ALERT_REDELIVERY_HOURS"
+SQLITE_NAME = "alert-outbox.sqlite3"
+#: Resolved waits for Fired on the same channel: the order a channel must see them in.
+CONDITION_ORDER = {"Fired": 0, "Resolved": 1}
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order in SQLite
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class PendingDelivery:
+    """One notice for one channel that has not been delivered yet."""
+
+    alert_id: str
+    condition: str
+    channel: str
+    rule_id: str
+    severity: str
+    body: dict[str, Any]
+    queued_at: dt.datetime
+    next_attempt_at: dt.datetime
+    tenant_id: str | None = None
+    integration_id: str | None = None
+    #: The flat dimensions events carry (adapterType, queue).
+    dimensions: dict[str, str] = field(default_factory=dict)
+    #: HTTP attempts so far, the relay's included.
+    attempts: int = 0
+    #: Attempts by the redelivery timer; the backoff grows with them.
+    redeliveries: int = 0
+    last_error: str = ""
+    #: The stored version this copy was read at (None before it is stored).
+    etag: str | None = None
+
+    @property
+    def key(self) -> str:
+        return entry_key(self.alert_id, self.condition)
+
+    def record(self) -> dict[str, Any]:
+        """The entry as JSON-ready values (times as UTC text), without its etag."""
+        return {
+            "alertId": self.alert_id, "condition": self.condition, "channel": self.channel,
+            "ruleId": self.rule_id, "severity": self.severity, "body": self.body,
+            "queuedAt": _text(self.queued_at), "nextAttemptAt": _text(self.next_attempt_at),
+            "tenantId": self.tenant_id, "integrationId": self.integration_id,
+            "dimensions": self.dimensions, "attempts": self.attempts,
+            "redeliveries": self.redeliveries, "lastError": self.last_error,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], etag: str | None = None) -> PendingDelivery:
+        return cls(
+            alert_id=record["alertId"], condition=record["condition"],
+            channel=record["channel"], rule_id=record["ruleId"], severity=record["severity"],
+            body=record["body"], queued_at=_time(record["queuedAt"]),
+            next_attempt_at=_time(record["nextAttemptAt"]), tenant_id=record.get("tenantId"),
+            integration_id=record.get("integrationId"),
+            dimensions=dict(record.get("dimensions") or {}),
+            attempts=int(record.get("attempts") or 0),
+            redeliveries=int(record.get("redeliveries") or 0),
+            last_error=record.get("lastError") or "", etag=etag)
+
+
+def entry_key(alert_id: str, condition: str) -> str:
+    """A key safe for any store: alert ids may hold characters Table Storage refuses."""
+    return hashlib.sha256(f"{alert_id}\n{condition}".encode()).hexdigest()
+
+
+class Outbox(Protocol):
+    """Where failed deliveries wait; SqliteOutbox locally, TableOutbox in Azure."""
+
+    def add(self, entry: PendingDelivery) -> bool: ...
+
+    def due(self, now: dt.datetime) -> list[PendingDelivery]: ...
+
+    def pending(self, alert_id: str, channel: str) -> list[PendingDelivery]: ...
+
+    def entries(self) -> list[PendingDelivery]: ...
+
+    def save(self, entry: PendingDelivery) -> PendingDelivery | None: ...
+
+    def remove(self, entry: PendingDelivery) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RedeliveryPolicy:
+    """When to try again: 1, 2, 4 … minutes, capped, and never past the bound."""
+
+    bound: dt.timedelta = dt.timedelta(hours=24)
+    base: dt.timedelta = dt.timedelta(minutes=1)
+    cap: dt.timedelta = dt.timedelta(minutes=30)
+
+    def delay(self, attempt: int) -> dt.timedelta:
+        """The wait before redelivery number `attempt` (1 is the first)."""
+        return min(self.cap, self.base * 2 ** max(0, min(attempt - 1, 30)))
+
+    def deadline(self, entry: PendingDelivery) -> dt.datetime:
+        return entry.queued_at + self.bound
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RedeliveryPolicy:
+        """The bound from ALERT_REDELIVERY_HOURS (default 24)."""
+        from ..queues import SettingError
+
+        env = os.environ if env is None else env
+        raw = (env.get("ALERT_REDELIVERY_HOURS") or "").strip()
+        if not raw:
+            return cls()
+        try:
+            hours = float(raw)
+        except ValueError:
+            hours = math.nan
+        if not math.isfinite(hours) or not 0 < hours <= 24 * 30:
+            raise SettingError(HOURS_SETTING, f"{raw!r} is not a number of hours in (0, 720]")
+        return cls(bound=dt.timedelta(hours=hours))
+
+
+def outbox_from_env(env: Mapping[str, str] | None = None) -> Outbox:
+    """Table Storage when ALERT_OUTBOX_TABLE_ENDPOINT is set, else SQLite beside the store."""
+    env = os.environ if env is None else env
+    endpoint = (env.get("ALERT_OUTBOX_TABLE_ENDPOINT") or "").strip()
+    if endpoint:
+        return TableOutbox(endpoint)
+    from ..store import default_path
+
+    # Beside the local store, in the same data directory (.data/ unless TELEMETRY_DB moves it).
+    store = (env.get("TELEMETRY_DB") or "").strip() or default_path()
+    return SqliteOutbox(Path(store).parent / SQLITE_NAME)
+
+
+# -- SQLite -----------------------------------------------------------------------------------
+
+
+class SqliteOutbox:
+    """The outbox in a SQLite file; the file is created on first use, not on construction."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        # One connection per operation: callers are the relay's worker threads and the timer.
+        if not self._ready:
+            with self._lock:
+                if not self._ready:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
+                        db.execute("PRAGMA journal_mode=WAL")
+                        db.execute(
+                            "CREATE TABLE IF NOT EXISTS alert_outbox ("
+                            " channel TEXT NOT NULL, key TEXT NOT NULL,"
+                            " alert_id TEXT NOT NULL, next_attempt_at TEXT NOT NULL,"
+                            " version INTEGER NOT NULL, entry TEXT NOT NULL,"
+                            " PRIMARY KEY (channel, key))")
+                    self._ready = True
+        with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
+            yield db
+
+    def add(self, entry: PendingDelivery) -> bool:
+        with self._db() as db:
+            done = db.execute(
+                "INSERT OR IGNORE INTO alert_outbox VALUES (?, ?, ?, ?, 1, ?)",
+                (entry.channel, entry.key, entry.alert_id, _text(entry.next_attempt_at),
+                 json.dumps(entry.record())))
+            return done.rowcount == 1
+
+    def due(self, now: dt.datetime) -> list[PendingDelivery]:
+        return self._select("WHERE next_attempt_at <= ? ORDER BY next_attempt_at", _text(now))
+
+    def pending(self, alert_id: str, channel: str) -> list[PendingDelivery]:
+        return self._select("WHERE channel = ? AND alert_id = ?", channel, alert_id)
+
+    def entries(self) -> list[PendingDelivery]:
+        return self._select("ORDER BY next_attempt_at")
+
+    def _select(self, where: str, *args: Any) -> list[PendingDelivery]:
+        with self._db() as db:
+            rows = db.execute(f"SELECT entry, version FROM alert_outbox {where}", args)
+            return [PendingDelivery.from_record(json.loads(entry), str(version))
+                    for entry, version in rows]
+
+    def save(self, entry: PendingDelivery) -> PendingDelivery | None:
+        with self._db() as db:
+            done = db.execute(
+                "UPDATE alert_outbox SET entry = ?, next_attempt_at = ?, version = version + 1"
+                " WHERE channel = ? AND key = ? AND version = ?",
+                (json.dumps(entry.record()), _text(entry.next_attempt_at), entry.channel,
+                 entry.key, int(entry.etag or 0)))
+        return replace(entry, etag=str(int(entry.etag or 0) + 1)) if done.rowcount else None
+
+    def remove(self, entry: PendingDelivery) -> bool:
+        with self._db() as db:
+            done = db.execute(
+                "DELETE FROM alert_outbox WHERE channel = ? AND key = ? AND version = ?",
+                (entry.channel, entry.key, int(entry.etag or 0)))
+            return done.rowcount == 1
+
+    def close(self) -> None:
+        pass
+
+
+# -- Azure Table Storage ----------------------------------------------------------------------
+
+
+class TableOutbox:
+    """The outbox in an Azure Storage table, reached by identity (no account key).
+
+    PartitionKey is the channel, RowKey the entry's hash; the body and dimensions are JSON
+    text (a string property holds up to 64 KiB, far above a Slack or PagerDuty body).
+    """
+
+    def __init__(self, endpoint: str, credential: Any = None, *, table_name: str = TABLE_NAME,
+                 **client_options: Any) -> None:
+        from azure.data.tables import TableClient
+
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        # A timer run must end well inside its minute: few quick retries, bounded waits.
+        client_options.setdefault("retry_total", 2)
+        client_options.setdefault("connection_timeout", 10)
+        client_options.setdefault("read_timeout", 20)
+        self._client = TableClient(endpoint, table_name, credential=credential,
+                                   **client_options)
+        self._created = False
+
+    def _table(self) -> Any:
+        if not self._created:
+            from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+            try:
+                self._client.create_table()
+            except ResourceExistsError:
+                pass
+            except HttpResponseError as error:
+                # The deployment creates the table and grants the app data access on it
+                # alone, which may not cover creating tables: then it exists already.
+                if error.status_code != 403:
+                    raise
+            self._created = True
+        return self._client
+
+    def add(self, entry: PendingDelivery) -> bool:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self._table().create_entity(_entity(entry))
+        except ResourceExistsError:
+            return False
+        return True
+
+    def due(self, now: dt.datetime) -> list[PendingDelivery]:
+        found = self._query("NextAttemptAt le @now", now=now)
+        return sorted(found, key=lambda e: e.next_attempt_at)
+
+    def pending(self, alert_id: str, channel: str) -> list[PendingDelivery]:
+        return self._query("PartitionKey eq @channel and AlertId eq @alert", channel=channel,
+                           alert=alert_id)
+
+    def entries(self) -> list[PendingDelivery]:
+        found = [_from_entity(e) for e in self._table().list_entities()]
+        return sorted(found, key=lambda e: e.next_attempt_at)
+
+    def _query(self, query: str, **parameters: Any) -> list[PendingDelivery]:
+        return [_from_entity(e) for e in
+                self._table().query_entities(query, parameters=parameters)]
+
+    def save(self, entry: PendingDelivery) -> PendingDelivery | None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            done = self._table().update_entity(
+                _entity(entry), mode=UpdateMode.REPLACE, etag=entry.etag,
+                match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return replace(entry, etag=done.get("etag"))
+
+    def remove(self, entry: PendingDelivery) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        try:  # a 404 is no error to the SDK: the entry is gone either way
+            self._table().delete_entity(entry.channel, entry.key, etag=entry.etag,
+                                        match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _entity(entry: PendingDelivery) -> dict[str, Any]:
+    return {
+        "PartitionKey": entry.channel, "RowKey": entry.key, "AlertId": entry.alert_id,
+        "Condition": entry.condition, "RuleId": entry.rule_id, "Severity": entry.severity,
+        "TenantId": entry.tenant_id or "", "IntegrationId": entry.integration_id or "",
+        "Dimensions": json.dumps(entry.dimensions), "Body": json.dumps(entry.body),
+        "QueuedAt": entry.queued_at, "NextAttemptAt": entry.next_attempt_at,
+        "Attempts": entry.attempts, "Redeliveries": entry.redeliveries,
+        "LastError": entry.last_error,
+    }
+
+
+def _from_entity(entity: Any) -> PendingDelivery:
+    return PendingDelivery(
+        alert_id=entity["AlertId"], condition=entity["Condition"],
+        channel=entity["PartitionKey"], rule_id=entity["RuleId"], severity=entity["Severity"],
+        body=json.loads(entity["Body"]), queued_at=_aware(entity["QueuedAt"]),
+        next_attempt_at=_aware(entity["NextAttemptAt"]),
+        tenant_id=entity.get("TenantId") or None,
+        integration_id=entity.get("IntegrationId") or None,
+        dimensions=json.loads(entity.get("Dimensions") or "{}"),
+        attempts=int(entity.get("Attempts") or 0),
+        redeliveries=int(entity.get("Redeliveries") or 0),
+        last_error=entity.get("LastError") or "", etag=entity.metadata.get("etag"))
+
+
+# -- times ------------------------------------------------------------------------------------
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    moment = dt.datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute,
+                         moment.second, moment.microsecond, tzinfo=moment.tzinfo)
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _text(moment: dt.datetime) -> str:
+    return _aware(moment).strftime(_TIME_FORMAT)
+
+
+def _time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=dt.UTC)

@@ -1,0 +1,152 @@
+"""The redelivery timer: sends what waits in the outbox again until delivered or given up.
+
+    Redeliverer(deliverer).run()          # one timer invocation; returns counts
+    run_alert_redelivery()                # the same on the process's relay deliverer, flushed
+
+Each run takes the entries whose next attempt is due, oldest first (Fired notices before
+Resolved ones), and sends each once to
+where its channel points now. Delivered: the entry is removed and `alert.delivered` recorded
+(`redelivered: true`, attempts counting the relay's). A transient failure (408, 429, 5xx,
+no connection) schedules the next attempt after 1, 2, 4 … minutes (capped at 30, or later if
+the channel said Retry-After) and records `alert.delivery_retry`; the other entries of that
+channel wait for the next run rather than hammer a channel that is down. An entry is given up,
+removed and recorded as `alert.delivery_abandoned` (error) when the channel refuses it for good
+(a 4xx other than 408/429), when its channel has been turned off, or when its next attempt
+would fall past the bound (ALERT_REDELIVERY_HOURS after it was queued). A Resolved entry waits
+while the Fired one of the same alert is still queued for that channel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..telemetry import Telemetry, current
+from ._delivery import Deliverer
+from ._outbox import CONDITION_ORDER, Outbox, PendingDelivery, RedeliveryPolicy
+
+
+@dataclass
+class RedeliveryRun:
+    """What one run did, by entry."""
+
+    delivered: int = 0
+    rescheduled: int = 0
+    abandoned: int = 0
+    waiting: int = 0  # behind an earlier notice, or their channel failed in this run
+    errors: list[str] = field(default_factory=list)
+
+
+class Redeliverer:
+    """Works through the outbox of `deliverer` with its settings, client and events."""
+
+    def __init__(self, deliverer: Deliverer, *, outbox: Outbox | None = None,
+                 policy: RedeliveryPolicy | None = None, budget_s: float = 40.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.deliverer = deliverer
+        self.outbox = outbox if outbox is not None else deliverer.outbox
+        self.policy = policy or deliverer.redelivery
+        self.budget_s = budget_s  # a run stops taking entries after this, well inside a minute
+        self._clock = clock
+
+    def run(self, now: dt.datetime | None = None) -> RedeliveryRun:
+        """One pass over the due entries; never raises for an entry's failure."""
+        result = RedeliveryRun()
+        if self.outbox is not None:
+            self._run(now or self.deliverer.now(), result)
+        return result
+
+    def _run(self, now: dt.datetime, result: RedeliveryRun) -> None:
+        assert self.outbox is not None
+        stop_at = self._clock() + self.budget_s
+        down: set[str] = set()
+        # Fired before Resolved, so that a Resolved waiting on its Fired goes in the same run.
+        due = sorted(self.outbox.due(now), key=lambda e: (
+            CONDITION_ORDER.get(e.condition, 0), e.next_attempt_at))
+        for entry in due:
+            if self._clock() >= stop_at:
+                break
+            if entry.channel in down:
+                result.waiting += 1
+                continue
+            try:
+                self._one(entry, now, result, down)
+            except Exception as exc:  # one entry's storage trouble must not stop the others
+                error = f"{type(exc).__name__}: {exc}"
+                result.errors.append(f"{entry.channel} {entry.alert_id}: {error}")
+                self.deliverer.entry_event("error", "alert.outbox_failed", entry, error=error)
+
+    def _one(self, entry: PendingDelivery, now: dt.datetime, result: RedeliveryRun,
+             down: set[str]) -> None:
+        assert self.outbox is not None
+        deadline = self.policy.deadline(entry)
+        hours = f"{self.policy.bound.total_seconds() / 3600:g} h"
+        if now >= deadline:
+            self._abandon(entry, result, f"not delivered within {hours} of being queued"
+                          + (f"; last error: {entry.last_error}" if entry.last_error else ""))
+            return
+        if self._behind(entry):
+            result.waiting += 1
+            return
+        outcome = self.deliverer.send_once(entry.channel, entry.body)
+        entry.attempts += outcome.attempts
+        if outcome.status == "delivered":
+            # Recorded before the removal: it was delivered even if the removal fails (then
+            # it is sent again, which PagerDuty folds by its dedup_key).
+            self.deliverer.entry_event("info", "alert.delivered", entry,
+                                       attempts=entry.attempts, redelivered=True,
+                                       queued_at=entry.queued_at)
+            result.delivered += 1
+            self.outbox.remove(entry)
+            return
+        entry.last_error = outcome.error or ""
+        if outcome.permanent:
+            # No attempt means the channel is off now: its setting was removed.
+            self._abandon(entry, result, (outcome.error or "") if not outcome.attempts
+                          else f"permanent failure: {outcome.error}")
+            return
+        down.add(entry.channel)
+        entry.redeliveries += 1
+        wait = max(self.policy.delay(entry.redeliveries + 1),
+                   dt.timedelta(seconds=outcome.retry_after or 0))
+        if now + wait > deadline:
+            self._abandon(entry, result, f"gave up after {entry.attempts} attempts in {hours}: "
+                          f"{outcome.error}")
+            return
+        entry.next_attempt_at = now + wait
+        self.outbox.save(entry)
+        self.deliverer.entry_event("warn", "alert.delivery_retry", entry,
+                                   attempt=entry.attempts, redelivered=True,
+                                   delay_seconds=wait.total_seconds(),
+                                   next_attempt_at=entry.next_attempt_at, error=outcome.error)
+        result.rescheduled += 1
+
+    def _behind(self, entry: PendingDelivery) -> bool:
+        """Whether an earlier notice of the same alert still waits for this channel."""
+        order = CONDITION_ORDER.get(entry.condition, 0)
+        if order == 0:
+            return False
+        assert self.outbox is not None
+        return any(CONDITION_ORDER.get(other.condition, 0) < order
+                   for other in self.outbox.pending(entry.alert_id, entry.channel))
+
+    def _abandon(self, entry: PendingDelivery, result: RedeliveryRun, reason: str) -> None:
+        assert self.outbox is not None
+        self.outbox.remove(entry)
+        self.deliverer.entry_event("error", "alert.delivery_abandoned", entry,
+                                   attempts=entry.attempts, reason=reason,
+                                   queued_at=entry.queued_at)
+        result.abandoned += 1
+
+
+def run_alert_redelivery(telemetry: Telemetry | None = None,
+                         deliverer: Deliverer | None = None) -> RedeliveryRun:
+    """One timer invocation on the relay's own deliverer (the same outbox and settings),
+    flushed so that a short-lived worker does not lose the events."""
+    from ._relay import default_deliverer
+
+    result = Redeliverer(deliverer or default_deliverer()).run()
+    (telemetry or current()).flush()
+    return result
