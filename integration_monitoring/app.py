@@ -76,6 +76,7 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
             "telemetry": config.mode if config else "unconfigured",
             "dropped": current().stats(),
         }
+        health["alertOutbox"] = _outbox_summary((deliverer_factory or default_deliverer)())
         if host_status is not None:
             health["host"] = host_status()
         return health
@@ -98,6 +99,23 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
         return Response(config.prometheus.exposition(), media_type=CONTENT_TYPE)
 
     return app
+
+
+def _outbox_summary(deliverer: Deliverer) -> dict[str, object]:
+    """Alert notifications waiting for redelivery, by channel, and since when."""
+    outbox = getattr(deliverer, "outbox", None)
+    if outbox is None:
+        return {"pending": 0}
+    try:
+        entries = outbox.entries()
+    except Exception as error:  # health must answer even when the outbox cannot
+        return {"error": f"{type(error).__name__}: {error}"}
+    by_channel: dict[str, int] = {}
+    for entry in entries:
+        by_channel[entry.channel] = by_channel.get(entry.channel, 0) + 1
+    oldest = min((entry.queued_at for entry in entries), default=None)
+    return {"pending": len(entries), "byChannel": by_channel,
+            "oldestQueuedAt": oldest.isoformat() if oldest else None}
 
 
 class BaselineHeaders:

@@ -206,6 +206,20 @@ def test_slack_down_for_a_while_is_queued_then_redelivered_exactly_once(
     relay_deliverer.close()
 
 
+def test_health_shows_what_waits_for_redelivery(slack, pagerduty, outbox, clock, tmp_path):
+    """/api/health counts the outbox's entries by channel, with the oldest's time."""
+    slack.fail_next(1000, status=503)
+    instance = deliverer(outbox, clock, slack.url + HOOK_PATH, pagerduty.url)
+    app = TestClient(create_app(backend=LocalBackend(TelemetryStore(tmp_path / "h.duckdb")),
+                                deliverer_factory=lambda: instance))
+    assert app.get("/api/health").json()["alertOutbox"] == {
+        "pending": 0, "byChannel": {}, "oldestQueuedAt": None}
+    post(app, alert())
+    assert app.get("/api/health").json()["alertOutbox"] == {
+        "pending": 1, "byChannel": {"slack": 1}, "oldestQueuedAt": T0.isoformat()}
+    instance.close()
+
+
 def test_what_is_queued_holds_no_webhook_url_or_routing_key(slack, pagerduty, outbox, clock):
     """The outbox keeps bodies, not secrets: neither the Slack webhook URL nor the PagerDuty
     routing key is in the SQLite file."""
