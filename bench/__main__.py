@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--profile] [--hang] [--out PATH]`.
+"""`python -m bench [--quick] [--profile] [--hang] [--no-ingest] [--no-load] [--out PATH]`.
 
 Part 1: one instrumented sync event (structured log call + counter + histogram) through a
 real `Telemetry` on the production pipeline of local mode (batch log processor -> DuckDB
@@ -17,6 +17,11 @@ store; then the admin API on that store: p50/p95 of the five endpoints through u
 httpx (each request a cache miss) against a plain SQL round trip and /api/health through
 the same server, 100 concurrent clients on the shared-query cache, and where the
 endpoints' time goes (duckdb-kql translation vs DuckDB execution).
+
+Dashboard load (unless `--no-load`): 200 simulated dashboard viewers (page, assets, the six
+panels, the event stream, re-fetching on each new snapshot) against the app on uvicorn in
+its own process for 60 s, against one viewer alone: latency per request kind, errors,
+requests per second and backend queries (`--load-clients`, `--load-seconds` shorten it).
 
 `--hang` adds flush() against an endpoint that accepts connections and never answers
 (about 10 s); `--profile` adds cProfile breakdowns of our calls.
@@ -42,6 +47,7 @@ from . import _scenario as sc
 from ._admin import part_admin, print_admin
 from ._alerting import part_alerting, print_alerting
 from ._ingest import part_ingest, print_ingest, store_path
+from ._load import part_load, print_load
 from ._report import conditions, cpu_times, environment, header, table, us
 from ._timing import Variant, distribution, measure, paced, ratio
 
@@ -616,6 +622,23 @@ def part_profile(s: Settings, workdir: str) -> dict[str, Any]:
 # -- main ---------------------------------------------------------------------------------
 
 
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError("must be more than 0")
+        return value
+
+    return parse
+
+
+def _progress(message: str) -> None:
+    print(f"  ... {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run (a few seconds)")
@@ -632,6 +655,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ingest", action="store_true",
                         help="skip the ~1M-event local ingest (about 3 minutes) and the "
                         "admin API part that runs on its store")
+    parser.add_argument("--no-load", action="store_true",
+                        help="skip the dashboard load test (about 2 minutes)")
+    parser.add_argument("--load-clients", type=_positive(int), metavar="N",
+                        help="simulated dashboard viewers (default 200, 20 with --quick)")
+    parser.add_argument("--load-seconds", type=_positive(float), metavar="S",
+                        help="how long they run (default 60, 10 with --quick)")
+    parser.add_argument("--load-token", metavar="TOKEN",
+                        help="the admin API token to serve and send (default: $ADMIN_API_TOKEN, "
+                        "else a random one)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default: {RESULTS}")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
@@ -676,6 +708,11 @@ def main(argv: list[str] | None = None) -> int:
             size = {k: results["ingest"][k] for k in ("hours", "tenants", "integrations")}
             results["admin"] = part_admin(str(store_path(workdir)), args.quick, size)
             print_admin(results["admin"])
+    if not args.no_load:
+        results["load"] = part_load(args.quick, args.load_clients, args.load_seconds,
+                                    args.load_token, log=_progress)
+        print_load(results["load"])
+        sys.stdout.flush()
     results["alerting"] = part_alerting(args.quick)
     print_alerting(results["alerting"])
     results["sdk_messages"] = dict(messages.counts)
@@ -685,7 +722,8 @@ def main(argv: list[str] | None = None) -> int:
         cpus = env["cpus_usable"] or 1
         print(
             f"\nRun conditions: CPU busy {cond.get('cpu_busy_share', 0):.0%} of {cpus} CPUs "
-            f"(this bench keeps about 1 busy), steal {cond.get('cpu_steal_share', 0):.1%}, "
+            "(this bench keeps about 1 busy, 2 during the dashboard load), "
+            f"steal {cond.get('cpu_steal_share', 0):.1%}, "
             f"load {env['load_1min'] or 0:.2f} at start, {cond.get('load_1min_end', 0):.2f} at end"
         )
         if cond.get("cpu_busy_share", 0) > 0.75 or cond.get("cpu_steal_share", 0) > 0.05:

@@ -170,7 +170,10 @@ class Server:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=2048)
+        from integration_monitoring.app import KEEP_ALIVE_S
+
+        config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=2048,
+                                timeout_keep_alive=KEEP_ALIVE_S)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run,

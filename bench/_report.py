@@ -18,6 +18,9 @@ PACKAGES = (
     "opentelemetry-sdk",
     "azure-monitor-opentelemetry-exporter",
     "duckdb",
+    "fastapi",
+    "uvicorn",
+    "httpx",
 )
 
 

@@ -35,7 +35,7 @@ def _loopback(host: str) -> bool:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .app import create_app
+    from .app import KEEP_ALIVE_S, create_app
     from .localhost import DemoOptions, LocalHost
     from .queues import SettingError, sampler_settings
     from .store import default_path
@@ -81,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
   Ctrl-C stops.
 """, file=sys.stderr, flush=True)
     uvicorn.run(create_app(on_shutdown=stop, host_status=host.status), host=args.host,
-                port=args.port, log_level="warning")
+                port=args.port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
     return 0
 
 

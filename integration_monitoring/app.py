@@ -22,6 +22,10 @@ from .alerts._delivery import Deliverer
 from .alerts._relay import default_deliverer, relay_router
 from .telemetry import configured, current
 
+#: Seconds a server keeps an idle connection: beyond the stream's 5 s poll, so a dashboard's
+#: next fetch never races the server closing it (uvicorn's default is 5 s).
+KEEP_ALIVE_S = 65
+
 
 def create_app(on_shutdown: Callable[[], None] | None = None,
                host_status: Callable[[], dict[str, object]] | None = None,
