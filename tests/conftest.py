@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated telemetry capture and a seed-format JSON line sink."""
+"""Shared fixtures: an isolated telemetry capture, a seed-format JSON line sink, and
+loopback Slack and PagerDuty endpoints."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 from integration_monitoring.testing import Captured, capture_telemetry
+
+from .loopback.capture import CaptureServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +66,17 @@ def pagerduty_request_schema() -> dict[str, Any]:
     """PagerDuty's own request schema when its document is at hand, else our restatement of
     its rules (checked against the document wherever both exist)."""
     return published_pagerduty_schema() or json.loads(PAGERDUTY_RESTATED.read_text())
+
+
+@pytest.fixture
+def slack() -> Iterator[CaptureServer]:
+    """A Slack incoming webhook: answers 200 `ok`."""
+    with CaptureServer(200, "ok") as server:
+        yield server
+
+
+@pytest.fixture
+def pagerduty() -> Iterator[CaptureServer]:
+    """The PagerDuty Events API v2: answers 202 with its success body."""
+    with CaptureServer(202, {"status": "success", "message": "Event processed"}) as server:
+        yield server

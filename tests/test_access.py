@@ -85,12 +85,18 @@ def _rows() -> tuple[list[dict], list[dict]]:
     return traces, metrics
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Iterator[TelemetryStore]:
-    store = TelemetryStore(tmp_path_factory.mktemp("access") / "access.duckdb")
+def two_tenant_store(path) -> TelemetryStore:
+    """A store holding tenant-a's and tenant-b's rows (and a shared alert and queue)."""
+    store = TelemetryStore(path)
     traces, metrics = _rows()
     store.append("AppTraces", traces)
     store.append("AppMetrics", metrics)
+    return store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Iterator[TelemetryStore]:
+    store = two_tenant_store(tmp_path_factory.mktemp("access") / "access.duckdb")
     yield store
     store.close()
 

@@ -41,7 +41,7 @@ from integration_monitoring.queues import SettingError
 from integration_monitoring.schedules import ALERT_REDELIVERY, TIMERS
 from integration_monitoring.store import StoreLogExporter, TelemetryStore
 
-from .loopback.capture import CaptureServer, unused_url
+from .loopback.capture import unused_url
 from .loopback.tables import TableLoopback
 
 SECRET = "relay-secret-for-tests"
@@ -75,18 +75,6 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> None:
                  "DASHBOARD_BASE_URL", "RUNBOOK_BASE_URL", "ALERT_OUTBOX_TABLE_ENDPOINT",
                  "ALERT_REDELIVERY_HOURS"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def slack() -> Iterator[CaptureServer]:
-    with CaptureServer(200, "ok") as server:
-        yield server
-
-
-@pytest.fixture
-def pagerduty() -> Iterator[CaptureServer]:
-    with CaptureServer(202, {"status": "success", "message": "Event processed"}) as server:
-        yield server
 
 
 @pytest.fixture

@@ -38,20 +38,6 @@ T0 = dt.datetime(2025, 3, 4, 10, 15, 30, 123456, tzinfo=dt.UTC)
 # -- fixtures -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def slack() -> Iterator[CaptureServer]:
-    """A Slack incoming webhook: answers 200 `ok`."""
-    with CaptureServer(200, "ok") as server:
-        yield server
-
-
-@pytest.fixture
-def pagerduty() -> Iterator[CaptureServer]:
-    """The PagerDuty Events API v2: answers 202 with its success body."""
-    with CaptureServer(202, {"status": "success", "message": "Event processed"}) as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """The relay secret and an absolute runbook base; no channel settings leak in."""

@@ -27,7 +27,7 @@ from integration_monitoring.store import TelemetryStore
 from .helpers import Server, serve_app
 from .loopback.loganalytics import LogAnalyticsLoopback
 from .screenshot import launch
-from .test_access import READER_A, _rows
+from .test_access import READER_A, two_tenant_store
 
 pytestmark = [
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
@@ -574,10 +574,7 @@ def test_signing_in_keeps_the_token_out_of_urls(server, tabs):
 @pytest.fixture(scope="module")
 def entra_app(tmp_path_factory) -> Iterator[str]:
     """The app as behind App Service authentication, over two tenants' data."""
-    store = TelemetryStore(tmp_path_factory.mktemp("entra") / "entra.duckdb")
-    traces, metrics = _rows()
-    store.append("AppTraces", traces)
-    store.append("AppMetrics", metrics)
+    store = two_tenant_store(tmp_path_factory.mktemp("entra") / "entra.duckdb")
     with serve_app(create_app(backend=LocalBackend(store), access=Access("entra"))) as url:
         yield url
     store.close()
