@@ -143,9 +143,8 @@ def relay_router(deliverer_factory: Callable[[], Deliverer] = default_deliverer,
 def _reject(status: int, code: str, message: str, parameter: str | None = None,
             headers: dict[str, str] | None = None) -> JSONResponse:
     """The app's error shape, `{"error": {"code", "message", "parameter"?}}`, and an event."""
+    from ..admin._routes import error_response
+
     log.warn("alert.relay_rejected", status=status, code=code, reason=message,
              parameter=parameter)
-    detail = {"code": code, "message": message}
-    if parameter:
-        detail["parameter"] = parameter
-    return JSONResponse({"error": detail}, status_code=status, headers=headers)
+    return error_response(status, code, message, parameter, headers)
