@@ -16,7 +16,6 @@ from typing import IO, Any
 
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
     InMemoryLogRecordExporter,
     LogRecordExporter,
     LogRecordExportResult,
@@ -31,7 +30,17 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from integration_monitoring import Telemetry
-from integration_monitoring.store import StoreLogExporter, StoreMetricExporter, TelemetryStore
+from integration_monitoring.store import (
+    BufferedWriter,
+    StoreLogExporter,
+    StoreMetricExporter,
+    TelemetryStore,
+)
+from integration_monitoring.telemetry import (
+    CountedBatchLogRecordProcessor,
+    CountedMetricExporter,
+    Losses,
+)
 
 #: The Azure exporter would otherwise phone Microsoft (statsbeat, OneSettings) on its own.
 AZURE_QUIET_ENV = {
@@ -126,7 +135,10 @@ class CountingMetricExporter(MetricExporter):
 
 
 def queue_length(processor: Any) -> int | None:
-    """Records waiting in a BatchLogRecordProcessor (SDK internals; None if they moved)."""
+    """Records waiting in a batch processor (ours counts them; the SDK's keeps them in its
+    internals, None if they moved)."""
+    if isinstance(processor, CountedBatchLogRecordProcessor):
+        return processor.queued
     queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
     return None if queue is None else len(queue)
 
@@ -143,7 +155,7 @@ class StorePipeline:
     store: TelemetryStore
     log_exporter: StoreLogExporter
     metric_exporter: StoreMetricExporter
-    processor: BatchLogRecordProcessor
+    processor: CountedBatchLogRecordProcessor
 
     def flush(self) -> bool:
         return self.telemetry.flush(timeout_millis=10_000)
@@ -167,19 +179,25 @@ class StorePipeline:
 
 
 def store_pipeline(db_path: str, sink: IO[str]) -> StorePipeline:
-    """The settings `_setup._local` uses, over a TelemetryStore on `db_path`."""
+    """The settings `_setup._local` uses, over a TelemetryStore on `db_path`: the counted
+    batch processor and metric exporter, writing through a BufferedWriter."""
     resource = Resource.create({"service.name": "bench"})
     store = TelemetryStore(db_path)
-    log_exporter = StoreLogExporter(store)
-    processor = BatchLogRecordProcessor(
-        log_exporter, schedule_delay_millis=1000, max_queue_size=65_536, max_export_batch_size=4096
+    losses = Losses()
+    writer = BufferedWriter(store, max_rows=1, losses=losses)
+    log_exporter = StoreLogExporter(writer)
+    processor = CountedBatchLogRecordProcessor(
+        log_exporter, losses, schedule_delay_millis=1000, max_queue_size=65_536,
+        max_export_batch_size=4096,
     )
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(processor)
-    metric_exporter = StoreMetricExporter(store)
+    metric_exporter = StoreMetricExporter(writer)
     meter_provider = MeterProvider(
         metric_readers=[
-            PeriodicExportingMetricReader(metric_exporter, export_interval_millis=10_000)
+            PeriodicExportingMetricReader(
+                CountedMetricExporter(metric_exporter, losses), export_interval_millis=10_000
+            )
         ],
         resource=resource,
     )
@@ -190,8 +208,8 @@ def store_pipeline(db_path: str, sink: IO[str]) -> StorePipeline:
         "tracer_provider": tracer_provider,
     }
     return StorePipeline(
-        telemetry=Telemetry(**providers, stream=sink),
-        quiet=Telemetry(**providers, stdout=False),
+        telemetry=Telemetry(**providers, stream=sink, losses=losses),
+        quiet=Telemetry(**providers, stdout=False, losses=losses),
         store=store,
         log_exporter=log_exporter,
         metric_exporter=metric_exporter,
@@ -210,7 +228,7 @@ class ExportPipeline:
     telemetry: Telemetry
     log_exporter: CountingLogExporter
     metric_exporter: CountingMetricExporter
-    processor: BatchLogRecordProcessor
+    processor: CountedBatchLogRecordProcessor
     on_drain: Any = None
     #: One entry per recorded drain: what happened in the loop before it, and the flush.
     loops: list[dict[str, Any]] = field(default_factory=list)
@@ -275,7 +293,10 @@ def _export_pipeline(
 ) -> ExportPipeline:
     # Queue and batch sizes stay at the SDK defaults (2048 / 512), as configure_azure_monitor
     # leaves them; only the delays are short so exports happen during every timed loop.
-    processor = BatchLogRecordProcessor(log_exporter, schedule_delay_millis=schedule_delay_ms)
+    losses = Losses(stream=sink)  # the failures here are the point: keep stderr readable
+    processor = CountedBatchLogRecordProcessor(
+        log_exporter, losses, schedule_delay_millis=schedule_delay_ms
+    )
     logger_provider = LoggerProvider(resource=Resource.create({"service.name": "bench"}))
     logger_provider.add_log_record_processor(processor)
     meter_provider = MeterProvider(
@@ -290,6 +311,7 @@ def _export_pipeline(
         meter_provider=meter_provider,
         tracer_provider=TracerProvider(),
         stream=sink,
+        losses=losses,
     )
     return ExportPipeline(name, telemetry, log_exporter, metric_exporter, processor)
 
