@@ -471,9 +471,17 @@ async function connect() {
     try {
       const response = await call(`${API}/integrations/stream${query("stream")}`,
         { signal: controller.signal, headers: { Accept: "text/event-stream" } });
-      if (!response.ok) {  // a refused filter or scope: retrying would not help
-        status(`Not live: ${(await failure(response)).message}`, false);
-        return;
+      if (!response.ok) {
+        const error = await failure(response);
+        if ([400, 403, 404].includes(response.status)) {  // a refused filter or scope
+          status(`Not live: ${error.message}`, false);
+          return;
+        }
+        // busy or starting (429, 5xx): reconnect, as late as the server asks
+        const wait = Number(response.headers.get("Retry-After"));
+        if (wait > 0) retry = Math.min(wait * 1000, 60_000);
+        lastFingerprint = null;  // refresh once it answers again
+        throw error;
       }
       status("Live", true);
       for await (const event of serverEvents(response.body)) {

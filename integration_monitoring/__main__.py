@@ -80,8 +80,13 @@ def _serve(args: argparse.Namespace) -> int:
                       f"{demo.tenants} tenants, {demo.hours:g} h of history, then live"}
   Ctrl-C stops.
 """, file=sys.stderr, flush=True)
-    uvicorn.run(create_app(on_shutdown=stop, host_status=host.status), host=args.host,
-                port=args.port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
+    # Without a token, only loopback names may reach the app: another site's page whose
+    # name resolves to 127.0.0.1 must not read it.
+    hosts = None if os.environ.get("ADMIN_API_TOKEN", "").strip() else sorted(
+        {"127.0.0.1", "localhost", args.host})
+    app = create_app(on_shutdown=stop, host_status=host.status, allowed_hosts=hosts)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                timeout_keep_alive=KEEP_ALIVE_S)
     return 0
 
 
@@ -173,9 +178,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                           integrations=args.integrations, live=args.live,
                           store=open_store(), stdout=None if args.quiet else sys.stdout,
                           progress=sys.stderr.isatty())
+        lost = sum(result.dropped.values())
         print(f"demo: {result.events} events, {result.counts.jobs_done} jobs done, "
               f"{result.counts.jobs_failed} failed, {result.counts.dead_lettered} "
-              f"dead-lettered in {result.seconds:.1f} s", file=sys.stderr)
+              f"dead-lettered in {result.seconds:.1f} s"
+              + (f"; {lost} log records lost {result.dropped}" if lost else ""),
+              file=sys.stderr)
         return 0
 
     if args.command == "alerts":

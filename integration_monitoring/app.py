@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from .admin import (
@@ -17,7 +17,7 @@ from .admin import (
 )
 from .admin._access import Access, AccessDenied
 from .admin._dashboard import dashboard_router
-from .admin._routes import Caller, caller
+from .admin._routes import Caller
 from .alerts._delivery import Deliverer
 from .alerts._relay import default_deliverer, relay_router
 from .telemetry import configured, current
@@ -32,7 +32,8 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
                backend: Backend | None = None,
                deliverer_factory: Callable[[], Deliverer] | None = None,
                stream_options: dict[str, float] | None = None,
-               access: Access | None = None) -> FastAPI:
+               access: Access | None = None,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
     """Build the admin app; telemetry should be configured before (see `__main__`).
 
     `on_shutdown` runs when the server stops gracefully (uvicorn re-raises SIGTERM after
@@ -41,7 +42,8 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     by default Log Analytics when LOG_ANALYTICS_WORKSPACE_ID is set, else the local store.
     The alert relay delivers through `deliverer_factory` (default: from the environment).
     `access` decides who may call (default: the local server's, from ADMIN_API_TOKEN); the
-    relay authenticates with its own secret.
+    relay authenticates with its own secret. `allowed_hosts` refuses requests naming any
+    other Host (a web page that rebinds its own name to 127.0.0.1 must not read the API).
     """
     services: list[AdminService] = []
 
@@ -66,21 +68,28 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     )
     app.state.access = access or Access.for_local()
     app.add_middleware(BaselineHeaders)
+    if allowed_hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     install_error_handlers(app)
     app.include_router(admin_router(service))
     app.include_router(relay_router(deliverer_factory or default_deliverer))
     app.include_router(dashboard_router(service, **(stream_options or {})))
 
-    @app.get("/api/health", tags=["operations"], dependencies=[Depends(caller)])
-    def health() -> dict[str, object]:
-        """Liveness: the process answers, and what telemetry has dropped so far."""
+    @app.get("/api/health", tags=["operations"])
+    def health(principal: Caller) -> dict[str, object]:
+        """Liveness: the process answers; for admins also what telemetry has dropped, the
+        alerts waiting for redelivery and the host's background work."""
+        if not principal.is_admin:  # the rest is shared infrastructure
+            return {"status": "ok"}
         config = configured()
         health: dict[str, object] = {
             "status": "ok",
             "telemetry": config.mode if config else "unconfigured",
             "dropped": current().stats(),
         }
-        health["alertOutbox"] = _outbox_summary((deliverer_factory or default_deliverer)())
+        health["alertOutbox"] = _outbox_summary(deliverer_factory or default_deliverer)
         if host_status is not None:
             health["host"] = host_status()
         return health
@@ -105,13 +114,11 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     return app
 
 
-def _outbox_summary(deliverer: Deliverer) -> dict[str, object]:
+def _outbox_summary(deliverer_factory: Callable[[], Deliverer]) -> dict[str, object]:
     """Alert notifications waiting for redelivery, by channel, and since when."""
-    outbox = getattr(deliverer, "outbox", None)
-    if outbox is None:
-        return {"pending": 0}
     try:
-        entries = outbox.entries()
+        outbox = getattr(deliverer_factory(), "outbox", None)
+        entries = [] if outbox is None else outbox.entries()
     except Exception as error:  # health must answer even when the outbox cannot
         return {"error": f"{type(error).__name__}: {error}"}
     by_channel: dict[str, int] = {}

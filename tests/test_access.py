@@ -317,7 +317,11 @@ def test_entra_principal_parsing_edge_cases():
 def test_functions_settings_choose_keys_or_entra():
     assert Access.for_functions({}).mode == "function-key"
     assert Access.for_functions({}).host_checks_keys
-    assert Access.for_functions({"ADMIN_AUTH": "entra"}).host_checks_keys is False
+    platform = {"ADMIN_AUTH": "entra", "WEBSITE_AUTH_ENABLED": "True"}
+    assert Access.for_functions(platform).host_checks_keys is False
+    # without App Service authentication in front, anyone could send the principal header
+    with pytest.raises(ValueError, match="WEBSITE_AUTH_ENABLED"):
+        Access.for_functions({"ADMIN_AUTH": "entra"})
     with pytest.raises(ValueError, match="ADMIN_AUTH"):
         Access.for_functions({"ADMIN_AUTH": "open"})
     assert Access.for_local({}).mode == "open"
@@ -354,3 +358,32 @@ def test_every_answer_carries_the_baseline_headers(entra):
     asset = httpx.get(entra + "/dashboard/static/dashboard.js")
     assert asset.headers["cache-control"] == "no-cache"
     assert asset.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+def test_serve_without_a_token_answers_only_loopback_names(tmp_path):
+    """A page elsewhere whose name resolves to 127.0.0.1 cannot read the open local app."""
+    with Server(tmp_path, "--no-demo") as server:
+        assert server.get("/api/health").status_code == 200
+        rebound = httpx.get(server.url + "/api/health",
+                            headers={"Host": f"attacker.example:{server.port}"})
+        assert rebound.status_code == 400
+        assert "telemetry" not in rebound.text  # none of the health answer
+
+
+def test_a_readers_health_check_shows_no_shared_details(entra):
+    reader = httpx.get(entra + "/api/health", headers=READER_A).json()
+    admin = httpx.get(entra + "/api/health", headers=ADMIN).json()
+    assert reader == {"status": "ok"}
+    assert {"telemetry", "dropped", "alertOutbox"} <= set(admin)
+
+
+def test_unscoped_filters_read_no_tenant(store):
+    """Filters never scoped to a caller answer nothing: forgetting the scope fails closed."""
+    from integration_monitoring.admin import AdminService, parse_filters
+    from integration_monitoring.admin._access import Principal, scope
+
+    service = AdminService(LocalBackend(store))
+    unscoped = parse_filters("health", {"until": UNTIL})
+    assert service.health(unscoped)["integrations"] == []
+    admin = scope(unscoped, Principal("admin", None, "test"))
+    assert len(service.health(admin)["integrations"]) == 2

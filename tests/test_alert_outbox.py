@@ -516,6 +516,20 @@ def test_an_unavailable_outbox_makes_the_failure_final_and_says_so(slack, clock,
         instance.close()
 
 
+def test_an_unreachable_outbox_ends_the_timer_run_with_an_event(slack, clock, captured):
+    """The timer cannot list what is due: the run ends without raising and says why."""
+    with TableLoopback() as tables:
+        outbox = TableOutbox(tables.endpoint, tables.credential, connection_verify=tables.ca_path,
+                             retry_total=0)
+        tables.fail_next(10, status=503)
+        instance = deliverer(outbox, clock, slack.url, None)
+        run = run_at(instance, clock, T0 + MINUTE)
+        assert (run.delivered, run.rescheduled, run.abandoned) == (0, 0, 0)
+        assert run.errors and run.errors[0].startswith("outbox: ")
+        captured.assert_event("alert.outbox_failed", reason="could not list the due entries")
+        instance.close()
+
+
 # -- the two stores -------------------------------------------------------------------------
 
 

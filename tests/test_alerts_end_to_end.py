@@ -208,7 +208,13 @@ def test_alerts_api_lists_history_and_acknowledges(world, story, redelivered):
     after = httpx.get(url, params={"until": until}, timeout=30).json()
     acked = next(a for a in after["alerts"] if a["alertId"] == zendesk["alertId"])
     assert (acked["acknowledgedBy"], acked["ackNote"]) == ("ops@example.com", "provider outage")
-    assert httpx.post(f"{url}/no-such-alert/ack").status_code == 404
-    assert httpx.post(f"{url}/bad id!/ack").status_code in (400, 404)
-    bad_body = httpx.post(f"{url}/{zendesk['alertId']}/ack", content=b"{nope")
+    assert httpx.post(f"{url}/no-such-alert/ack", json={}).status_code == 404
+    assert httpx.post(f"{url}/bad id!/ack", json={}).status_code in (400, 404)
+    bad_body = httpx.post(f"{url}/{zendesk['alertId']}/ack", content=b"{nope",
+                          headers={"Content-Type": "application/json"})
     assert bad_body.status_code == 400
+    # and a form or plain-text POST, which another site could send unasked, is refused
+    plain = httpx.post(f"{url}/{zendesk['alertId']}/ack", content=b'{"by": "x"}',
+                       headers={"Content-Type": "text/plain"})
+    assert plain.status_code == 415
+    assert plain.json()["error"]["code"] == "unsupported_media_type"

@@ -171,7 +171,7 @@ def test_behind_entra_id_the_app_is_one_anonymous_function_that_checks_the_princ
     """ADMIN_AUTH=entra: App Service authentication is the gate, so the host asks for no key,
     and the app itself refuses a call without a signed-in principal."""
     result = _probe_function_app(tmp_path, [("http_app_func", "/api/health")],
-                                 ADMIN_AUTH="entra")
+                                 ADMIN_AUTH="entra", WEBSITE_AUTH_ENABLED="True")
     assert set(result["bindings"]) == {"http_app_func"}
     assert result["bindings"]["http_app_func"]["authLevel"] == "ANONYMOUS"
     assert result["answers"] == {"/api/health": 401}

@@ -675,3 +675,25 @@ def test_the_page_says_when_log_analytics_is_down_and_recovers_by_itself(browser
         finally:
             workspace.come_up()
             context.close()
+
+
+def test_the_stream_reconnects_after_the_front_end_answers_503(dashboard):
+    """A 503 when the stream connects (a host starting or scaling) is retried as its
+    Retry-After says, and the page goes live; a refused filter is not retried."""
+    page = dashboard.page
+    refused = []
+
+    def busy_twice(route):
+        if len(refused) < 2:
+            refused.append(route.request.url)
+            route.fulfill(status=503, headers={"Retry-After": "1"},
+                          content_type="application/json",
+                          body='{"error": {"code": "busy", "message": "starting"}}')
+        else:
+            route.continue_()
+
+    page.route("**/api/admin/integrations/stream*", busy_twice)
+    dashboard.open()
+    expect(page.locator("#live")).to_have_text("Live")
+    assert len(refused) == 2
+    assert dashboard.page_errors == []

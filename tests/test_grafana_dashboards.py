@@ -134,7 +134,8 @@ def test_kql_panels_answer_as_the_admin_api_does(store, variables, answering, st
             since=since, until=until, bucket=bucket, tenant_id=variables["tenant"],
             integration_id=variables["integration"], adapter_type=variables["adapter"],
             entity=variables["entity"], q=variables["q"],
-            status=variables["status"] if status == "${status:json}" else json.loads(status))
+            status=variables["status"] if status == "${status:json}" else json.loads(status),
+            tenants=None)
         grafana = rows(store, grafana_interpolate(query, since, until, bucket, variables, style))
         api = rows(store, queries.render(name, filters.values()))
         assert grafana == api, title

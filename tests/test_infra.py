@@ -63,13 +63,14 @@ AZURE_YAML = ROOT / "azure.yaml"
 DEPLOY_DOC = ROOT / "README.md"  # its "Deploying to Azure" section
 QUERIES = ROOT / "integration_monitoring" / "queries"
 
-# Settings the code reads that the Function App does not get, and why. Everything else the code
-# reads must be set by modules/function-app.bicep.
+# Settings the code reads that modules/function-app.bicep does not set, and why. Everything else
+# the code reads must be set there.
 LOCAL_ONLY = {
     "TELEMETRY_DB": (
         "path of the local DuckDB store, never opened when Application Insights is configured"
     ),
     "ADMIN_API_TOKEN": "the local server's bearer token; on Azure, function keys or Entra ID",
+    "WEBSITE_AUTH_ENABLED": "set by the platform itself when App Service authentication is on",
     "TELEMETRY_RETENTION_DAYS": (
         "clean-up of the local store; in Azure the workspace's retention (logRetentionDays) applies"
     ),
@@ -674,6 +675,7 @@ def test_the_prelude_defines_what_the_api_defines(bicep):
         since=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         until=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
         bucket=dt.timedelta(minutes=15),
+        tenants=None,
     ).values()
     assert names == set(api)
     days = int(re.search(r"^let _lookback_since = _until - (\d+)d;$", prelude, re.MULTILINE)[1])
@@ -778,6 +780,7 @@ def test_workbook_queries_give_the_admin_apis_rows(bicep, demo_store, case):
             integration_id=case.get("Integration", ""),
             adapter_type=case.get("Adapter", ""),
             entity=case.get("Entity", ""),
+            tenants=None,
             status=status,
             q=case.get("Search", ""),
         )

@@ -11,8 +11,8 @@ One of four modes, chosen by settings:
   `Monitoring.Admin` role reads every tenant; `Monitoring.Reader` reads only the tenants
   listed in its tenant claim (ADMIN_TENANT_CLAIM, default ``tenants``).
 
-Never set ADMIN_AUTH=entra without App Service authentication in front of the app: the
-platform is what strips a caller's own X-MS-CLIENT-PRINCIPAL header.
+The platform is what strips a caller's own X-MS-CLIENT-PRINCIPAL header, so entra mode
+refuses to start unless the platform says authentication is on (WEBSITE_AUTH_ENABLED).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ._filters import _ID as _TENANT_ID  # claims become KQL literals: the API's id rule
 from ._filters import Filters
 
 ADMIN_ROLE = "Monitoring.Admin"
@@ -34,14 +35,14 @@ READER_ROLE = "Monitoring.Reader"
 TOKEN_SETTING = "ADMIN_API_TOKEN"
 MODE_SETTING = "ADMIN_AUTH"
 TENANT_CLAIM_SETTING = "ADMIN_TENANT_CLAIM"
+#: Set to True by the platform when App Service authentication is on.
+PLATFORM_AUTH_SETTING = "WEBSITE_AUTH_ENABLED"
 PRINCIPAL_HEADER = "x-ms-client-principal"
 MODES = ("open", "token", "function-key", "entra")
 
 _ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
 _NAME_CLAIMS = ("name", "preferred_username", "upn", "email",
                 "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
-#: Tenant ids in a claim must look like the ids the API accepts (they become KQL literals).
-_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 _MAX_PRINCIPAL = 64 * 1024
 
 
@@ -102,6 +103,11 @@ class Access:
         if mode not in ("function-key", "entra"):
             raise ValueError(f"{MODE_SETTING} on the Functions host is function-key or entra, "
                              f"not {mode!r}")
+        # Without the platform in front, anyone could send the principal header: fail closed.
+        if mode == "entra" and env.get(PLATFORM_AUTH_SETTING, "").strip().lower() != "true":
+            raise ValueError(f"{MODE_SETTING}=entra needs App Service authentication in front "
+                             f"of the app ({PLATFORM_AUTH_SETTING} is not True); enable it "
+                             "(the Bicep's authClientId) or use function keys")
         return cls(mode, tenant_claim=env.get(TENANT_CLAIM_SETTING, "").strip() or "tenants")
 
     @property
@@ -163,7 +169,7 @@ class Access:
 def scope(filters: Filters, principal: Principal) -> Filters:
     """The filters narrowed to what `principal` may read; asking for another tenant is 403."""
     if principal.tenants is None:
-        return filters
+        return replace(filters, tenants=None)
     if filters.tenant_id and filters.tenant_id not in principal.tenants:
         raise AccessDenied(403, "tenant_not_allowed",
                            f"you may read tenants {', '.join(sorted(principal.tenants))} only",

@@ -49,8 +49,9 @@ class Filters:
     status: str = ""
     q: str = ""
     limit: int = 100
-    #: The tenants the caller may read; None: every tenant (an admin).
-    tenants: tuple[str, ...] | None = None
+    #: The tenants the caller may read; None: every tenant (an admin). The default reads
+    #: none, so filters that were never scoped to a caller (`_access.scope`) answer nothing.
+    tenants: tuple[str, ...] | None = ()
 
     def values(self) -> dict[str, Any]:
         """The prelude's values (every query gets all of them)."""

@@ -188,8 +188,9 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
         events), with acknowledgements; `status` is active or resolved."""
         return await answer(request, "alerts", AdminService.alerts)
 
-    @alerts.post("/{alert_id}/ack", response_model=m.Acknowledged,
-                 responses={404: {"model": m.ErrorBody, "description": "no such alert"}})
+    @alerts.post("/{alert_id}/ack", response_model=m.Acknowledged, responses={
+        404: {"model": m.ErrorBody, "description": "no such alert"},
+        415: {"model": m.ErrorBody, "description": "the request is not application/json"}})
     async def acknowledge(alert_id: str, request: Request,
                           principal: Caller) -> Any:
         """Acknowledge an alert; recorded as an `alert.acknowledged` event. Admins only; a
@@ -199,6 +200,11 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
                                "alerts; ask a Monitoring.Admin")
         if not _ALERT_ID.fullmatch(alert_id):
             raise FilterError("alert_id", "not an alert id")
+        # A form or text/plain POST from another site needs no preflight: JSON only.
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            return error_response(415, "unsupported_media_type",
+                                  "send Content-Type: application/json (the body may be {})")
         body = await _json_body(request)
         try:
             ack = (m.Acknowledgement() if body is None

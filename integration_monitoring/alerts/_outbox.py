@@ -258,10 +258,11 @@ class TableOutbox:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        # A timer run must end well inside its minute: few quick retries, bounded waits.
-        client_options.setdefault("retry_total", 2)
-        client_options.setdefault("connection_timeout", 10)
-        client_options.setdefault("read_timeout", 20)
+        # The relay calls this inside Azure Monitor's 10 s wait, and a timer run must end
+        # inside its minute: one quick retry, short waits. Table calls are small.
+        client_options.setdefault("retry_total", 1)
+        client_options.setdefault("connection_timeout", 3)
+        client_options.setdefault("read_timeout", 5)
         self._client = TableClient(endpoint, table_name, credential=credential,
                                    **client_options)
         self._created = False

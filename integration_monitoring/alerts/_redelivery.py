@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..telemetry import Telemetry, current
+from ..telemetry import Telemetry, current, get_logger
 from ._delivery import Deliverer
 from ._outbox import CONDITION_ORDER, Outbox, PendingDelivery, RedeliveryPolicy
 
@@ -62,8 +62,16 @@ class Redeliverer:
         assert self.outbox is not None
         stop_at = self._clock() + self.budget_s
         down: set[str] = set()
+        try:
+            waiting = self.outbox.due(now)
+        except Exception as exc:  # the outbox is unreachable: try again next run
+            error = f"{type(exc).__name__}: {exc}"
+            result.errors.append(f"outbox: {error}")
+            get_logger("alert-relay").error("alert.outbox_failed", error=error,
+                                            reason="could not list the due entries")
+            return
         # Fired before Resolved, so that a Resolved waiting on its Fired goes in the same run.
-        due = sorted(self.outbox.due(now), key=lambda e: (
+        due = sorted(waiting, key=lambda e: (
             CONDITION_ORDER.get(e.condition, 0), e.next_attempt_at))
         for entry in due:
             if self._clock() >= stop_at:

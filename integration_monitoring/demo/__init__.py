@@ -49,6 +49,8 @@ class DemoResult:
     counts: Counts
     events: int
     seconds: float
+    #: Log records the pipeline lost, by reason (all zero unless the store refused writes).
+    dropped: dict[str, int]
 
 
 class _Pipeline:
@@ -56,8 +58,8 @@ class _Pipeline:
 
     def __init__(self, store: TelemetryStore, sim: Simulation, stdout: IO[str] | None) -> None:
         resource = Resource.create({"service.name": WORKER_SERVICE})
-        self.writer = BufferedWriter(store)
         self.losses = Losses()  # anything the pipeline drops is counted, as in production
+        self.writer = BufferedWriter(store, losses=self.losses)
         self.logs = LoggerProvider(resource=resource)
         self.logs.add_log_record_processor(CountedBatchLogRecordProcessor(
             StoreLogExporter(self.writer), self.losses, schedule_delay_millis=1000,
@@ -145,7 +147,7 @@ def run_demo(*, hours: float = 24.0, seed: int = 7, tenants: int = 8, integratio
         sim.close()
         pipeline.close()
     return DemoResult(start_ns, sim.now_ns, resumed, workload.counts, pipeline.events,
-                      time.monotonic() - started)
+                      time.monotonic() - started, pipeline.losses.snapshot()["logs_dropped"])
 
 
 def _exporter(pipeline: _Pipeline, live: Callable[[], bool]):
