@@ -394,19 +394,11 @@ class Deliverer:
         while True:
             attempt += 1
             remaining = deadline - self._clock()
-            retry_after: float | None = None
-            try:
-                response = self._client.post(
-                    url, json=body, timeout=max(0.05, min(self.timeout, remaining)))
-            except httpx.TransportError as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            else:
-                if response.is_success:
-                    return ChannelOutcome(channel, "delivered", attempt)
-                error = f"HTTP {response.status_code}: {response.text.strip()[:200]}"
-                if is_permanent(response.status_code):
-                    return ChannelOutcome(channel, "failed", attempt, error, permanent=True)
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            tried = self._attempt(channel, url, body, max(0.05, min(self.timeout, remaining)))
+            if tried.status == "delivered" or tried.permanent:
+                tried.attempts = attempt
+                return tried
+            error, retry_after = tried.error, tried.retry_after
             if attempt >= self.max_attempts:
                 return ChannelOutcome(channel, "failed", attempt,
                                       f"{error} (gave up after {attempt} attempts)",
@@ -431,8 +423,14 @@ class Deliverer:
             return ChannelOutcome(channel, "failed", 0,
                                   f"{CHANNEL_SETTINGS.get(channel, channel)} is not set",
                                   permanent=True)
+        return self._attempt(channel, url, self.with_secret(channel, body), self.timeout)
+
+    def _attempt(self, channel: str, url: str, body: dict[str, Any],
+                 timeout: float) -> ChannelOutcome:
+        """One POST, its answer classified: delivered, or failed (permanent or not, with the
+        wait the channel asked for)."""
         try:
-            response = self._client.post(url, json=self.with_secret(channel, body))
+            response = self._client.post(url, json=body, timeout=timeout)
         except httpx.TransportError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return ChannelOutcome(channel, "failed", 1, error)
