@@ -24,8 +24,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for folder in (ROOT, HERE.parent):  # the library, and infra/ for the write-or-check loop
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from _generated import write_or_check  # noqa: E402
 
 from integration_monitoring import queries  # noqa: E402
 from integration_monitoring.admin._filters import LOOKBACK, MAX_BUCKETS  # noqa: E402
@@ -467,20 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 when a file differs from what would be written")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in outputs().items():
-        if path.exists() and path.read_text() == text:
-            continue
-        if args.check:
-            stale.append(path.relative_to(ROOT))
-        else:
-            path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
-    if stale:
-        print(f"out of date (run python {Path(__file__).relative_to(ROOT)}): "
-              f"{', '.join(map(str, stale))}", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(outputs(), args.check, __file__)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))  # infra/, for the shared write-or-check loop
+
+from _generated import write_or_check  # noqa: E402
+
 RULES_JSON = ROOT / "infra" / "alert-rules.json"
 RULES_YAML = HERE / "alert-rules.yml"
 AZURE_JSON = HERE / "azure-rule-groups.json"
@@ -292,20 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="prefix of docs/runbooks/<id>.md (default: RUNBOOK_BASE_URL, else "
                              "the repository path)")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in outputs(args.runbook_base_url).items():
-        if path.exists() and path.read_text() == text:
-            continue
-        if args.check:
-            stale.append(path.relative_to(ROOT))
-        else:
-            path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
-    if stale:
-        print(f"out of date (run python {Path(__file__).relative_to(ROOT)}): "
-              f"{', '.join(map(str, stale))}", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(outputs(args.runbook_base_url), args.check, __file__)
 
 
 if __name__ == "__main__":
