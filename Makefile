@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 VENDOR := dashboard/vendor/chart.umd.js
+MICROSOFT := tests/microsoft/node_modules/.package-lock.json
 CHROMIUM := /usr/bin/chromium
 PROMTOOL := /usr/bin/promtool
 
@@ -17,6 +18,12 @@ $(VENDOR): dashboard/package.json dashboard/package-lock.json
 	cd dashboard && npm ci --no-audit --no-fund --silent
 	mkdir -p dashboard/vendor
 	cp dashboard/node_modules/chart.js/dist/chart.umd.js $@
+
+# Microsoft's own checkers for the tests, from the npm registry: Kusto.Language (the KQL
+# analyser behind Log Analytics) and Azurite (the Storage emulator).
+$(MICROSOFT): tests/microsoft/package.json tests/microsoft/package-lock.json
+	cd tests/microsoft && npm ci --no-audit --no-fund --silent
+	touch $@
 
 # Debian's prometheus package ships promtool; the rule tests need only that binary.
 $(PROMTOOL):
@@ -36,7 +43,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP) $(VENDOR)
 	$(BIN)/python -m integration_monitoring serve
 
-test: $(STAMP) $(VENDOR) $(CHROMIUM) $(PROMTOOL)
+test: $(STAMP) $(VENDOR) $(MICROSOFT) $(CHROMIUM) $(PROMTOOL)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 
@@ -52,4 +59,5 @@ screenshot: $(STAMP) $(VENDOR) $(CHROMIUM)
 	$(BIN)/python -m tests.screenshot docs/dashboard.png
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache dashboard/node_modules dashboard/vendor
+	rm -rf $(VENV) .data .pytest_cache dashboard/node_modules dashboard/vendor \
+		tests/microsoft/node_modules

@@ -80,3 +80,18 @@ def pagerduty() -> Iterator[CaptureServer]:
     """The PagerDuty Events API v2: answers 202 with its success body."""
     with CaptureServer(202, {"status": "success", "message": "Event processed"}) as server:
         yield server
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many KQL texts Kusto.Language analysed, by source (tests/test_kusto.py)."""
+    counts = {}
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get(
+            "failed", []):
+        for key, value in getattr(report, "user_properties", []):
+            if key == "kql_texts_analysed":
+                source, count = value
+                counts[source] = count
+    if counts:
+        terminalreporter.write_line(
+            f"Kusto.Language analysed {sum(counts.values())} KQL texts: "
+            + ", ".join(f"{source} {count}" for source, count in counts.items()))
