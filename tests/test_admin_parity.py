@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from integration_monitoring import queries
 from integration_monitoring.admin import (
     LocalBackend,
     LogAnalyticsBackend,
@@ -382,6 +383,54 @@ def test_a_query_the_engine_rejects_fails_alike(store, workspace):
     assert cause.status_code == 400
     assert cause.model.code == "BadArgumentError"
     assert "no_such_function" in cause.model.message
+
+
+#: The shared views as they once were: an open tabular parameter whose body names columns.
+#: duckdb-kql runs it; Kusto.Language, like Log Analytics, cannot resolve TenantId in `(*)`.
+OPEN_SCHEMA_VIEW = ("let Scoped = (T:(*)) { T | project-away TenantId | extend tenantId = "
+                    "tostring(Properties.tenantId), integrationId = "
+                    "tostring(Properties.integrationId), adapterType = "
+                    "tostring(Properties.adapterType), entity = tostring(Properties.entity) };\n")
+
+
+def test_kql_that_only_duckdb_kql_runs_is_refused_as_log_analytics_refuses_it(
+        store, faults, local, monkeypatch):
+    """The loopback judges with Kusto.Language: a text duckdb-kql runs but Log Analytics would
+    refuse is the service's 400 through the real LogsQueryClient, and the admin API answers
+    it as any query the engine rejects (a JSON 502, no 500)."""
+    # given the shared views written with an open tabular parameter
+    common = queries.text("_common")
+    start = common.index("let Scoped")
+    end = common.index("let InRange")
+    broken = common[:start] + OPEN_SCHEMA_VIEW + common[end:]
+    monkeypatch.setattr(queries, "text",
+                        lambda name: broken if name == "_common" else TEXTS[name])
+    # which the local engine runs as before
+    assert get(local_client(store), "health").status_code == 200
+    # when the admin API on Log Analytics is asked
+    response = get(azure_client(faults), "health")
+    # then it answers as for any query the engine rejects
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "query_failed"
+    # because the service refused it as a semantic error, naming the column
+    text = queries.render("integration_status", {**FILTERS_VALUES})
+    with pytest.raises(QueryFailed, match=r"\(400\)") as failed:
+        azure_backend(faults).query(text, NOW - dt.timedelta(days=30), NOW)
+    error = failed.value.__cause__
+    assert error.model.code == "BadArgumentError"
+    assert '"code": "SemanticError"' in str(error) and "'TenantId'" in str(error)
+
+
+TEXTS = {name: queries.text(name) for name in [*queries.names(), "_common"]}
+FILTERS_VALUES = {"_since": NOW - dt.timedelta(hours=1), "_until": NOW,
+                  "_lookback_since": NOW - dt.timedelta(days=30),
+                  "_bucket": dt.timedelta(minutes=5), "_tenant": "", "_integration": "",
+                  "_adapter": "", "_entity": "", "_status": "", "_q": "",
+                  "_all_tenants": True, "_tenants": ()}
+
+
+def local_client(store: TelemetryStore) -> TestClient:
+    return TestClient(create_app(backend=LocalBackend(store)))
 
 
 def test_a_token_the_service_refuses_is_an_error_not_a_retry(faults):

@@ -23,8 +23,11 @@ writes the rows the way the service does (see `to_wire`):
 - guid, decimal: strings. bool: true/false. int, long: numbers. Any other null: null.
 
 Requests without `Authorization: Bearer <the credential's token>` get the service's 401.
-A query duckdb-kql cannot run gets the service's 400 `BadArgumentError`. Tests inject
-faults, and switch them off again, with:
+Every query is first analysed by Microsoft's Kusto.Language against the workspace's real
+tables (`tests/kusto.py`), as strict as Log Analytics: one it refuses gets the service's 400
+`BadArgumentError` with the syntax or semantic error inside, before duckdb-kql sees it, so
+no test passes on KQL that Azure would refuse. A query duckdb-kql cannot run gets the same.
+Tests inject faults, and switch them off again, with:
 
 - `fail_next(n, ...)`: the next n queries get an HTTP error (with `Retry-After` if asked);
   `fail_always(...)`: every query does, until `reset`. The body is the service's JSON
@@ -59,6 +62,7 @@ import duckdb
 from duckdb_kql import KqlError
 from duckdb_kql.errors import KqlSyntaxError
 
+from ..kusto import Diagnostic, shared_analyser
 from .servicebus import OutageAwareHandler, Outages, StaticTokenCredential
 
 DEFAULT_TOKEN = "loopback-loganalytics-token"
@@ -258,6 +262,9 @@ class LogAnalyticsLoopback(Outages):
             window = parse_timespan(body.get("timespan"))
         except ValueError as error:
             return error_answer(400, message=f"Invalid timespan: {error}")
+        refusals = shared_analyser().errors(body["query"])
+        if refusals:
+            return refused(body["query"], refusals)
         try:
             # The service applies the timespan "in addition to any that are specified in
             # the query expression": every table seen through [start, end].
@@ -367,15 +374,24 @@ def error_answer(status: int, code: str | None = None,
 
 
 def bad_query(error: Exception) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """400 for a query that cannot run: BadArgumentError > Syntax/SemanticError > detail."""
-    syntax = isinstance(error, KqlSyntaxError)
+    """400 for a query duckdb-kql cannot run."""
+    return query_error(isinstance(error, KqlSyntaxError), str(error).strip()
+                       or type(error).__name__)
+
+
+def refused(text: str, errors: list[Diagnostic]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """400 for a query the service's analyser refuses, naming its first error."""
+    return query_error(errors[0].syntax, errors[0].describe(text))
+
+
+def query_error(syntax: bool, detail: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """The service's 400: BadArgumentError > SyntaxError or SemanticError > the detail."""
     status, headers, answer = error_answer(400)
     answer["error"]["innererror"] = {
         "code": "SyntaxError" if syntax else "SemanticError",
         "message": ("A recognition error occurred in the query." if syntax
                     else "A semantic error occurred."),
-        "innererror": {"code": "SYN0002" if syntax else "SEM0100",
-                       "message": str(error).strip() or type(error).__name__},
+        "innererror": {"code": "SYN0002" if syntax else "SEM0100", "message": detail},
     }
     return status, headers, answer
 
