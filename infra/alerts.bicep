@@ -42,6 +42,9 @@ param namePrefix string = 'intmon'
 @description('Whether the alert rules are evaluated.')
 param enabled bool = true
 
+@description('Create the rules without Azure Monitor checking their queries against the workspace. Leave false for a workspace that already holds the app\'s telemetry (a typo in a query then fails the deployment); set true for a workspace that has not received any yet, which has no AppTraces or AppMetrics table and would refuse every rule.')
+param skipQueryValidation bool = false
+
 @description('Tags for every resource.')
 param tags object = {}
 
@@ -71,6 +74,7 @@ module alertRules 'modules/alert-rules.bicep' = {
     notifyActionGroupId: actionGroups.outputs.notifyActionGroupId
     runbookBaseUrl: runbookBaseUrl
     enabled: enabled
+    skipQueryValidation: skipQueryValidation
     namePrefix: namePrefix
     tags: tags
   }

@@ -119,6 +119,9 @@ param dashboardBaseUrl string = ''
 @description('Whether the alert rules are evaluated.')
 param alertsEnabled bool = true
 
+@description('Create the alert rules without Azure Monitor checking their queries against the workspace. The workspace this stack creates has no AppTraces or AppMetrics table until the first telemetry arrives, and the check would refuse every rule; set false to have the queries checked when the workspace already holds telemetry (a redeployment).')
+param skipQueryValidation bool = true
+
 @description('ALERT_REDELIVERY_HOURS: how long the relay keeps retrying a Slack or PagerDuty delivery that failed before giving it up.')
 @minValue(1)
 @maxValue(720)
@@ -307,7 +310,7 @@ module alertRules 'modules/alert-rules.bicep' = {
     notifyActionGroupId: actionGroups.outputs.notifyActionGroupId
     runbookBaseUrl: runbookBaseUrl
     enabled: alertsEnabled
-    skipQueryValidation: true // the workspace is new: its App* tables appear with the first telemetry
+    skipQueryValidation: skipQueryValidation
     namePrefix: namePrefix
     tags: tags
   }

@@ -245,8 +245,14 @@ def test_the_code_settings_are_set_unconditionally(bicep):
     assert set(code_settings()) - set(LOCAL_ONLY) <= set(code)
     union = variables_["appSettings"]
     assert re.fullmatch(r"union\(\s*codeSettings\s*,.*\)", text(union), re.DOTALL), text(union)
-    [app_settings] = object_properties(root_of(bicep, FUNCTION_APP), "appSettings")
-    assert "items(appSettings)" in text(app_settings)
+    # They are the site's `appsettings` config, whole (a loop over them would not compile).
+    root = root_of(bicep, FUNCTION_APP)
+    [config] = [r for r in declarations(root, "resource_declaration")
+                if declared_name(r) == "settings"]
+    body = properties(next(child for child in walk(config) if child.type == "object"))
+    assert "'Microsoft.Web/sites/config@" in text(config)
+    assert (text(body["parent"]), text(body["name"]), text(body["properties"])) == (
+        "site", "'appsettings'", "appSettings")
 
 
 def test_the_function_app_sets_no_forbidden_setting(bicep):
@@ -565,7 +571,11 @@ def test_main_deploys_the_rules_on_a_new_workspace_without_query_validation(bice
     _, body = modules(root_of(bicep, MAIN))["alertRules"]
     given = properties(properties(body)["params"])
     assert text(given["workspaceId"]) == "monitoring.outputs.workspaceId"
-    assert text(given["skipQueryValidation"]) == "true"
+    assert text(given["skipQueryValidation"]) == "skipQueryValidation"
+    # a parameter, true unless the operator says otherwise (the workspace is new)
+    [param] = [p for p in declarations(root_of(bicep, MAIN), "parameter_declaration")
+               if declared_name(p) == "skipQueryValidation"]
+    assert text(param).endswith("param skipQueryValidation bool = true"), text(param)
     _, groups = modules(root_of(bicep, MAIN))["actionGroups"]
     assert text(properties(properties(groups)["params"])["relayUrl"]) == "relayUrl"
 
@@ -648,7 +658,8 @@ def test_each_tile_runs_prelude_status_common_and_its_file(bicep):
     assert text(query) == (
         "'${prelude}let _status = \"${tile.status}\";\\n${common}${kql[tile.query]}'"
     )
-    [loop] = [n for n in walk(variables(root)["tileItems"]) if n.type == "for_statement"]
+    [loop] = [n for n in walk(variables(root)["tileGroups"]) if n.type == "for_statement"]
+    assert text(variables(root)["tileItems"]) == "flatten(tileGroups)"
     assert "layout.tiles" in text(loop)
     # Range tiles follow the TimeRange parameter; lookback tiles get a wider fixed context.
     assert re.search(r"tile\.lookback\s*\?", text(loop))
@@ -833,6 +844,19 @@ def test_azure_yaml_deploys_this_folder_as_the_function_app(bicep):
         "readEnvironmentVariable('RELAY_FUNCTION_KEY')"
         in bicepparam_assignments()["relayFunctionKey"]
     )
+
+
+def test_files_named_in_the_azd_configuration_exist():
+    """Every path azure.yaml names, in its settings or its comments, is in the repository."""
+    named = re.findall(r"(?<![\w/.])((?:infra|docs|dashboard)/[\w./-]+\.\w+)",
+                       AZURE_YAML.read_text())
+    assert named, "the scan finds the paths azure.yaml names"
+    missing = [path for path in named if not (ROOT / path).exists()
+               and not path.startswith("dashboard/vendor/")]  # built by make
+    assert not missing, missing
+    sections = re.findall(r'"([^"]+)" in README\.md', AZURE_YAML.read_text())
+    for section in sections:
+        assert f"## {section}" in DEPLOY_DOC.read_text(), section
 
 
 def test_the_deployment_guide_has_the_commands():

@@ -232,14 +232,6 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    siteConfig: {
-      appSettings: [
-        for setting in items(appSettings): {
-          name: setting.key
-          value: setting.value
-        }
-      ]
-    }
     functionAppConfig: {
       deployment: {
         storage: {
@@ -263,6 +255,16 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
   }
 }
 
+// The app settings as the site's `appsettings` config, one object. A loop over them inside the
+// site (`[for s in items(appSettings): ...]`) would not compile: a loop's array must be known
+// when the deployment starts, and these values are other resources' runtime properties (the
+// compiler's BCP178).
+resource settings 'Microsoft.Web/sites/config@2024-11-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: appSettings
+}
+
 // App Service authentication (Easy Auth, v2 settings): browsers are sent to Entra ID sign-in,
 // except on authExcludedPaths. With it the app runs at auth level ANONYMOUS (ADMIN_AUTH=entra)
 // and authorizes from the signed-in principal's app roles: Monitoring.Admin reads every tenant,
@@ -270,6 +272,10 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
 resource auth 'Microsoft.Web/sites/config@2024-11-01' = if (enableAuth) {
   parent: site
   name: 'authsettingsV2'
+  // One config write at a time on a site; the client secret setting it names comes first.
+  dependsOn: [
+    settings
+  ]
   properties: {
     platform: {
       enabled: true

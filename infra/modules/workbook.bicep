@@ -73,7 +73,9 @@ let _tenants = dynamic([]);
 // before the range as well, so they get a fixed 90-day context and filter by time themselves.
 var lookbackMs = 7776000000
 
-var tileItems = flatten([
+// A for-expression may only be a declaration's whole value (the compiler's BCP138), so the
+// tiles are built as a list of [header?, query] pairs first and flattened after.
+var tileGroups = [
   for (tile, i) in layout.tiles: concat(
     empty(tile.header) ? [] : [
       {
@@ -116,7 +118,9 @@ var tileItems = flatten([
       }
     ]
   )
-])
+]
+
+var tileItems = flatten(tileGroups)
 
 var workbookContent = {
   version: 'Notebook/1.0'
