@@ -282,3 +282,5 @@ class Acknowledged(Model):
     alertId: str
     acknowledgedBy: str
     acknowledgedAt: str
+    #: True when the alert was acknowledged before: nothing new was recorded.
+    alreadyAcknowledged: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +22,12 @@ LATENCY_NOTE = ("Adapter latency comes from adapter_request_duration_seconds, wh
                 "duration percentiles (p95Ms) are computed from the per-job events.")
 
 
+#: How long an instance shows the acknowledgements it recorded itself, whatever the store says:
+#: the list's `until` is rounded down to 5 s, and Log Analytics shows a new event only after
+#: its ingestion delay (minutes).
+ACK_OVERLAY = dt.timedelta(minutes=15)
+
+
 class AdminService:
     """Answers the endpoints; an endpoint's questions run side by side on a small pool
     (Log Analytics allows five concurrent queries per identity: four is the ceiling here)."""
@@ -30,6 +37,8 @@ class AdminService:
         self.backend = backend
         self.cache = cache or SharedQueries()
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="admin-query")
+        self._acks: dict[str, dict[str, Any]] = {}  # alertId -> what acknowledge() recorded
+        self._ack_lock = threading.Lock()  # two clicks at once record one acknowledgement
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -94,13 +103,17 @@ class AdminService:
 
     def alerts(self, f: Filters) -> dict[str, Any]:
         out, rows = self._answer(f, "alerts")
-        alerts = [_alert(row) for row in rows["alerts"]]
+        alerts = [self._acknowledged(_alert(row)) for row in rows["alerts"]]
         out["active"] = [a for a in alerts if a["state"] == "active"]
         out["alerts"] = alerts[: f.limit]
         return out
 
     def acknowledge(self, alert_id: str, by: str, note: str) -> dict[str, Any] | None:
-        """Record `alert.acknowledged`; None when no such alert was fired."""
+        """Record `alert.acknowledged` once; None when no such alert was fired."""
+        with self._ack_lock:
+            return self._acknowledge(alert_id, by, note)
+
+    def _acknowledge(self, alert_id: str, by: str, note: str) -> dict[str, Any] | None:
         from ..telemetry import current, get_logger
 
         f = Filters(since=_now() - dt.timedelta(minutes=1), until=_now(),
@@ -109,13 +122,34 @@ class AdminService:
         alert = known.get(alert_id)
         if alert is None:
             return None
+        earlier = self._acknowledged(_alert(alert))
+        if earlier.get("acknowledgedAt"):  # acknowledging twice records nothing more
+            return {"alertId": alert_id, "acknowledgedBy": earlier["acknowledgedBy"],
+                    "acknowledgedAt": earlier["acknowledgedAt"], "alreadyAcknowledged": True}
         get_logger("admin-api").info(
             "alert.acknowledged", tenant_id=alert["tenantId"],
             integration_id=alert["integrationId"], alertId=alert_id, ruleId=alert["ruleId"],
             acknowledgedBy=by, note=note)
         current().flush(timeout_millis=5000)
+        at = _now()
+        self._forget_old_acks(at)
+        self._acks[alert_id] = {"at": at, "acknowledgedAt": _json(at),
+                                "acknowledgedBy": by, "ackNote": note}
         self.cache.forget(lambda key: key[0] == "alerts")
-        return {"alertId": alert_id, "acknowledgedBy": by, "acknowledgedAt": _json(_now())}
+        return {"alertId": alert_id, "acknowledgedBy": by, "acknowledgedAt": _json(at),
+                "alreadyAcknowledged": False}
+
+    def _acknowledged(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """The alert with this instance's own recent acknowledgement, when the store has none
+        yet."""
+        mine = self._acks.get(alert.get("alertId", ""))
+        if mine is None or alert.get("acknowledgedAt") or _now() - mine["at"] > ACK_OVERLAY:
+            return alert
+        return {**alert, **{k: v for k, v in mine.items() if k != "at"}}
+
+    def _forget_old_acks(self, now: dt.datetime) -> None:
+        for alert_id in [a for a, ack in self._acks.items() if now - ack["at"] > ACK_OVERLAY]:
+            del self._acks[alert_id]
 
     # -- plumbing -------------------------------------------------------------------------
 
