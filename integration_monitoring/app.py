@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from .admin import (
     AdminService,
     Backend,
+    SharedQueries,
     admin_router,
     backend_from_settings,
     install_error_handlers,
@@ -33,7 +34,8 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
                deliverer_factory: Callable[[], Deliverer] | None = None,
                stream_options: dict[str, float] | None = None,
                access: Access | None = None,
-               allowed_hosts: list[str] | None = None) -> FastAPI:
+               allowed_hosts: list[str] | None = None,
+               cache: SharedQueries | None = None) -> FastAPI:
     """Build the admin app; telemetry should be configured before (see `__main__`).
 
     `on_shutdown` runs when the server stops gracefully (uvicorn re-raises SIGTERM after
@@ -44,12 +46,13 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     `access` decides who may call (default: the local server's, from ADMIN_API_TOKEN); the
     relay authenticates with its own secret. `allowed_hosts` refuses requests naming any
     other Host (a web page that rebinds its own name to 127.0.0.1 must not read the API).
+    `cache` shares answers between identical questions (default: 15 s, partial ones 2 s).
     """
     services: list[AdminService] = []
 
     def service() -> AdminService:
         if not services:  # first request: the local store opens only when it is needed
-            services.append(AdminService(backend or backend_from_settings()))
+            services.append(AdminService(backend or backend_from_settings(), cache))
         return services[0]
 
     @asynccontextmanager
@@ -67,11 +70,11 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
         redoc_url=None,
     )
     app.state.access = access or Access.for_local()
-    app.add_middleware(BaselineHeaders)
     if allowed_hosts:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+    app.add_middleware(BaselineHeaders)  # added last: outside the rest, so on their answers too
     install_error_handlers(app)
     app.include_router(admin_router(service))
     app.include_router(relay_router(deliverer_factory or default_deliverer))

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from integration_monitoring.admin import LocalBackend, LogAnalyticsBackend
+from integration_monitoring.admin import LocalBackend, LogAnalyticsBackend, SharedQueries
 from integration_monitoring.app import create_app
 from integration_monitoring.demo import run_demo
 from integration_monitoring.queues import ServiceBusDepths, jobs
@@ -99,7 +99,7 @@ def admin(faults: LogAnalyticsLoopback) -> Iterator[Callable[..., Admin]]:
     """Start a fresh app (fresh query cache) with the given backend options."""
     with ExitStack() as stack:
 
-        def start(**options: Any) -> Admin:
+        def start(cache: SharedQueries | None = None, **options: Any) -> Admin:
             waits: list[float] = []
 
             def sleep(seconds: float) -> None:  # really waits; remembers for how long
@@ -110,10 +110,20 @@ def admin(faults: LogAnalyticsLoopback) -> Iterator[Callable[..., Admin]]:
             backend = LogAnalyticsBackend(WORKSPACE, faults.credential,
                                           endpoint=faults.endpoint,
                                           connection_verify=faults.ca_path, **options)
-            url = stack.enter_context(serve_app(create_app(backend=backend)))
+            url = stack.enter_context(serve_app(create_app(backend=backend, cache=cache)))
             return Admin(url, waits)
 
         yield start
+
+
+@dataclass
+class FakeClock:
+    """The cache's clock, moved by the test: ages without sleeping, whatever the load."""
+
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _without_backend(body: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +262,8 @@ def test_a_partial_answer_is_flagged_and_soon_replaced_by_the_full_one(faults, a
     and once it has aged 2 s the next request asks again and gets the full answer."""
     # given a workspace whose next answer is partial
     faults.partial_next(1)
-    app = admin()
+    clock = FakeClock()
+    app = admin(cache=SharedQueries(clock=clock))
     # when /stats is asked for
     first = app.get(STATS)
     # then it is a 200 flagged partial, naming the query and the service's reason
@@ -270,7 +281,7 @@ def test_a_partial_answer_is_flagged_and_soon_replaced_by_the_full_one(faults, a
     assert app.get(STATS).json()["partialReasons"] == [reason]
     assert len(faults.requests) == len(STATS_QUERIES)
     # when the partial answer has aged past its 2 s
-    time.sleep(2.1)
+    clock.now += 2.1
     last = app.get(STATS)
     # then only the partial query is asked again, and the answer is full
     assert last.status_code == 200, last.text
@@ -282,7 +293,8 @@ def test_a_standing_partial_fault_flags_every_answer_until_it_ends(faults, admin
     """While every query is partial, every endpoint says so; when it stops, none does."""
     # given a workspace that answers every query partially
     faults.partial_always("Partial query failure: 1 of 4 shards unavailable")
-    app = admin()
+    clock = FakeClock()
+    app = admin(cache=SharedQueries(clock=clock))
     # when /health and /stats are asked for
     health, stats = app.get(HEALTH).json(), app.get(STATS).json()
     # then both are flagged, each reason naming its query
@@ -292,7 +304,7 @@ def test_a_standing_partial_fault_flags_every_answer_until_it_ends(faults, admin
         STATS_QUERIES)
     # when the fault ends and the partial answers have aged
     faults.reset()
-    time.sleep(2.1)
+    clock.now += 2.1
     # then the same questions are answered in full
     assert _without_backend(app.get(HEALTH).json()) == expected[HEALTH]
     assert _without_backend(app.get(STATS).json()) == expected[STATS]

@@ -129,8 +129,12 @@ class LogAnalyticsLoopback(Outages):
         self.credential = StaticTokenCredential(token)
         self.workspaces = workspaces
         self._requests: list[RecordedRequest] = []
-        self._failures: list[_Failure] = []
-        self._partials: list[str] = []
+        # One-off faults, each with the number of requests that had arrived when it was set:
+        # it applies only to a request that arrives later, so a request still in flight from
+        # an earlier test (a stalled one, a client's late retry) never takes it.
+        self._arrived = 0
+        self._failures: list[tuple[int, _Failure]] = []
+        self._partials: list[tuple[int, str]] = []
         self._standing_failure: _Failure | None = None
         self._standing_partial: str | None = None
         self._delay_s = 0.0
@@ -171,8 +175,8 @@ class LogAnalyticsLoopback(Outages):
         """Answer the next `count` queries with `status` and the service's error body (or
         `body`, sent as HTML)."""
         with self._lock:
-            self._failures.extend(_Failure(status, retry_after, code, message, body)
-                                  for _ in range(count))
+            self._failures.extend((self._arrived, _Failure(status, retry_after, code, message,
+                                                           body)) for _ in range(count))
 
     def fail_always(self, status: int = 503, retry_after: float | None = None, *,
                     code: str | None = None, message: str | None = None,
@@ -184,7 +188,7 @@ class LogAnalyticsLoopback(Outages):
     def partial_next(self, count: int, detail: str = PARTIAL_DETAIL) -> None:
         """Answer the next `count` queries with their rows and a `PartialError` beside them."""
         with self._lock:
-            self._partials.extend([detail] * count)
+            self._partials.extend([(self._arrived, detail)] * count)
 
     def partial_always(self, detail: str = PARTIAL_DETAIL) -> None:
         """Answer every query with its rows and a `PartialError` until `reset`."""
@@ -219,6 +223,8 @@ class LogAnalyticsLoopback(Outages):
         with self._lock:
             self._requests.append(RecordedRequest(method, raw_path, headers, body,
                                                   time.monotonic()))
+            self._arrived += 1
+            arrival = self._arrived
 
         authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer "):
@@ -237,7 +243,7 @@ class LogAnalyticsLoopback(Outages):
             return error_answer(405)
 
         with self._lock:
-            failure = self._failures.pop(0) if self._failures else self._standing_failure
+            failure = _take(self._failures, arrival) or self._standing_failure
             delay_s = self._delay_s
         if failure is not None:
             extra = {}
@@ -278,10 +284,17 @@ class LogAnalyticsLoopback(Outages):
 
         answer: dict[str, Any] = {"tables": [table(result.columns, result.rows)]}
         with self._lock:
-            detail = self._partials.pop(0) if self._partials else self._standing_partial
+            detail = _take(self._partials, arrival) or self._standing_partial
         if detail is not None:
             answer["error"] = partial_error(detail)
         return 200, {}, answer
+
+
+def _take(faults: list[tuple[int, Any]], arrival: int) -> Any:
+    """The first one-off fault set before request number `arrival` came in, removed."""
+    if faults and faults[0][0] < arrival:
+        return faults.pop(0)[1]
+    return None
 
 
 # -- the service's JSON -----------------------------------------------------------------------
