@@ -13,6 +13,7 @@ import pytest
 
 from integration_monitoring.testing import Captured, capture_telemetry
 
+from .azurite import Azurite, running_azurite
 from .loopback.capture import CaptureServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,13 @@ def pagerduty() -> Iterator[CaptureServer]:
     """The PagerDuty Events API v2: answers 202 with its success body."""
     with CaptureServer(202, {"status": "success", "message": "Event processed"}) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Microsoft's Storage emulator serving the Table service: one per session, that is one
+    per xdist worker that runs a test using it."""
+    yield from running_azurite()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -50,7 +50,7 @@ from integration_monitoring.queues import SettingError
 from integration_monitoring.schedules import ALERT_REDELIVERY, TIMERS
 from integration_monitoring.store import StoreLogExporter, TelemetryStore
 
-from .azurite import Azurite, running_azurite
+from .azurite import Azurite
 from .loopback.capture import unused_url
 from .loopback.tables import TableLoopback
 
@@ -543,13 +543,6 @@ def test_an_unreachable_outbox_ends_the_timer_run_with_an_event(slack, clock, ca
 
 
 # -- the two stores -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    """Microsoft's Storage emulator serving the Table service: one per session, that is one
-    per xdist worker that runs a test using it."""
-    yield from running_azurite()
 
 
 @pytest.fixture

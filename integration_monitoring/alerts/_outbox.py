@@ -7,11 +7,19 @@
     outbox.pending(alert_id, channel)     # what is queued for one alert on one channel
     outbox.save(entry)                    # the entry with its new etag, or None if it changed
     outbox.remove(entry)                  # False if it changed since it was read
+    outbox.claim(key, until)              # True once per key, for every instance, until then
+    outbox.claimed(key, now)              # whether someone holds that claim
+    outbox.release(key)                   # the claim is free again (a delivery failed)
 
 An entry holds what is needed to send the notice again and to record its events: alert id,
 condition, channel, rule, severity, tenant, integration, the flat dimensions, and the outgoing
 body. It never holds the Slack webhook URL or the PagerDuty routing key: those are secrets, read
 from the settings when the entry is sent, so a rotated key applies to queued deliveries too.
+
+Beside the entries, both stores keep the relay's claims, the ledger that makes it idempotent and
+ordered across instances: which notices were recorded, which were sent on which channel, and so
+which alerts are resolved already (a Fired arriving after its Resolved is then not delivered).
+Azure Monitor retries webhooks, and a retry may reach another instance.
 
 Both stores key an entry by channel and a hash of alert id and condition (Table Storage keys may
 not contain '/', which full Azure alert ids do), and both update and delete only the version
@@ -38,6 +46,8 @@ HOURS_SETTING = "ALERT_REDELIVERY_HOURS"
 SQLITE_NAME = "alert-outbox.sqlite3"
 #: Resolved waits for Fired on the same channel: the order a channel must see them in.
 CONDITION_ORDER = {"Fired": 0, "Resolved": 1}
+#: The Table Storage partition of the claims; channels partition the entries.
+CLAIMS_PARTITION = "claims"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order in SQLite
 
 
@@ -98,6 +108,11 @@ class PendingDelivery:
             last_error=record.get("lastError") or "", etag=etag)
 
 
+def claim_key(key: str) -> str:
+    """A claim's key, safe for any store (see entry_key)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def entry_key(alert_id: str, condition: str) -> str:
     """A key safe for any store: alert ids may hold characters Table Storage refuses."""
     return hashlib.sha256(f"{alert_id}\n{condition}".encode()).hexdigest()
@@ -117,6 +132,14 @@ class Outbox(Protocol):
     def save(self, entry: PendingDelivery) -> PendingDelivery | None: ...
 
     def remove(self, entry: PendingDelivery) -> bool: ...
+
+    def claim(self, key: str, until: dt.datetime) -> bool: ...
+
+    def claimed(self, key: str, now: dt.datetime) -> bool: ...
+
+    def release(self, key: str) -> None: ...
+
+    def purge(self, now: dt.datetime) -> int: ...
 
     def close(self) -> None: ...
 
@@ -193,6 +216,8 @@ class SqliteOutbox:
                             " alert_id TEXT NOT NULL, next_attempt_at TEXT NOT NULL,"
                             " version INTEGER NOT NULL, entry TEXT NOT NULL,"
                             " PRIMARY KEY (channel, key))")
+                        db.execute("CREATE TABLE IF NOT EXISTS alert_claims ("
+                                   " key TEXT PRIMARY KEY, until TEXT NOT NULL)")
                     self._ready = True
         with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
             yield db
@@ -235,6 +260,30 @@ class SqliteOutbox:
                 "DELETE FROM alert_outbox WHERE channel = ? AND key = ? AND version = ?",
                 (entry.channel, entry.key, int(entry.etag or 0)))
             return done.rowcount == 1
+
+    def claim(self, key: str, until: dt.datetime) -> bool:
+        now = _text(utc_now())
+        with self._db() as db:  # one statement: atomic between processes
+            done = db.execute(
+                "INSERT INTO alert_claims VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET until = excluded.until WHERE alert_claims.until <= ?",
+                (claim_key(key), _text(until), now))
+            return done.rowcount == 1
+
+    def claimed(self, key: str, now: dt.datetime) -> bool:
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM alert_claims WHERE key = ? AND until > ?",
+                              (claim_key(key), _text(now))).fetchone() is not None
+
+    def release(self, key: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM alert_claims WHERE key = ?", (claim_key(key),))
+
+    def purge(self, now: dt.datetime) -> int:
+        """Forget claims that ran out."""
+        with self._db() as db:
+            return db.execute("DELETE FROM alert_claims WHERE until <= ?",
+                              (_text(now),)).rowcount
 
     def close(self) -> None:
         pass
@@ -301,7 +350,7 @@ class TableOutbox:
                            alert=alert_id)
 
     def entries(self) -> list[PendingDelivery]:
-        found = [_from_entity(e) for e in self._table().list_entities()]
+        found = self._query("PartitionKey ne @claims", claims=CLAIMS_PARTITION)
         return sorted(found, key=lambda e: e.next_attempt_at)
 
     def _query(self, query: str, **parameters: Any) -> list[PendingDelivery]:
@@ -331,6 +380,58 @@ class TableOutbox:
         except ResourceModifiedError:
             return False
         return True
+
+    def claim(self, key: str, until: dt.datetime) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+        from azure.data.tables import UpdateMode
+
+        row = {"PartitionKey": CLAIMS_PARTITION, "RowKey": claim_key(key), "Until": until}
+        try:
+            self._table().create_entity(row)
+            return True
+        except ResourceExistsError:
+            pass
+        # Held already: take it over only if it ran out, and only the version read.
+        try:
+            held = self._table().get_entity(CLAIMS_PARTITION, row["RowKey"])
+        except ResourceNotFoundError:
+            return self.claim(key, until)  # released meanwhile
+        if _aware(held["Until"]) > utc_now():
+            return False
+        try:
+            self._table().update_entity(row, mode=UpdateMode.REPLACE,
+                                        etag=held.metadata.get("etag"),
+                                        match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+    def claimed(self, key: str, now: dt.datetime) -> bool:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            held = self._table().get_entity(CLAIMS_PARTITION, claim_key(key))
+        except ResourceNotFoundError:
+            return False
+        return _aware(held["Until"]) > now
+
+    def release(self, key: str) -> None:
+        self._table().delete_entity(CLAIMS_PARTITION, claim_key(key))  # a 404 is fine
+
+    def purge(self, now: dt.datetime) -> int:
+        """Forget claims that ran out."""
+        table = self._table()
+        stale = list(table.query_entities("PartitionKey eq @claims and Until le @now",
+                                          parameters={"claims": CLAIMS_PARTITION, "now": now},
+                                          select=["PartitionKey", "RowKey"]))
+        for row in stale:
+            table.delete_entity(row["PartitionKey"], row["RowKey"])
+        return len(stale)
 
     def close(self) -> None:
         self._client.close()

@@ -85,6 +85,13 @@ class Redeliverer:
                 error = f"{type(exc).__name__}: {exc}"
                 result.errors.append(f"{entry.channel} {entry.alert_id}: {error}")
                 self.deliverer.entry_event("error", "alert.outbox_failed", entry, error=error)
+        try:  # the relay's claims that ran out (a day after their notice)
+            self.outbox.purge(now)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            result.errors.append(f"outbox: {error}")
+            get_logger("alert-relay").error("alert.outbox_failed", error=error,
+                                            reason="could not forget expired claims")
 
     def _one(self, entry: PendingDelivery, now: dt.datetime, result: RedeliveryRun,
              down: set[str]) -> None:
