@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,12 +12,12 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from ..alerts import load_rules
-from ._access import Principal, scope
 from ._backends import BackendUnavailable, QueryFailed
-from ._filters import FilterError, parse_filters
-from ._routes import _ERRORS, PREFIX, Caller, _parameters, error_response
+from ._filters import FilterError, Filters, parse_filters
+from ._routes import _ERRORS, PREFIX, Caller, _parameters, error_response, scoped
 from ._service import AdminService
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,21 +83,32 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
         view) whenever new telemetry arrives, keep-alive comments otherwise. Each stream ends
         after about a minute with a `retry:` hint, so it also works where the host buffers
         responses; EventSource reconnects by itself."""
-        scope(parse_filters("stream", request.query_params), principal)  # 400 or 403 now
+        filters = scoped(request, parse_filters("stream", request.query_params))  # 400, 403
         params = dict(request.query_params)
         service = service_factory()
-        return StreamingResponse(_events(request, service, params, principal, poll_s, stream_s,
-                                         retry_ms),
+        held = contextlib.ExitStack()
+        held.enter_context(service.fairness.stream(filters.caller))  # 429 beyond the share
+        return StreamingResponse(_events(request, service, params, poll_s, stream_s, retry_ms,
+                                         held),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
-                                          "X-Accel-Buffering": "no"})
+                                          "X-Accel-Buffering": "no"},
+                                 background=BackgroundTask(held.close))
 
     return router
 
 
 async def _events(request: Request, service: AdminService, params: dict[str, str],
-                  principal: Principal, poll_s: float, stream_s: float,
-                  retry_ms: int) -> AsyncIterator[str]:
+                  poll_s: float, stream_s: float, retry_ms: int,
+                  held: contextlib.ExitStack) -> AsyncIterator[str]:
+    """The stream's events; `held` (the caller's stream allowance) is let go at the end."""
+    with held:
+        async for event in _polls(request, service, params, poll_s, stream_s, retry_ms):
+            yield event
+
+
+async def _polls(request: Request, service: AdminService, params: dict[str, str],
+                 poll_s: float, stream_s: float, retry_ms: int) -> AsyncIterator[str]:
     yield f"retry: {retry_ms}\n\n"
     deadline = time.monotonic() + stream_s
     last = None
@@ -106,14 +118,15 @@ async def _events(request: Request, service: AdminService, params: dict[str, str
             return
         try:
             # `until` moves with the clock; the caller's scope applies to every poll
-            filters = scope(parse_filters("stream", params), principal)
+            filters = _windowed(scoped(request, parse_filters("stream", params)), params)
             answer = await run_in_threadpool(service.run, "stream_fingerprint", filters)
             row = answer.rows[0] if answer.rows else {"events": 0, "latest": None}
             fingerprint = f"{row['events']}@{row['latest']}"
             stats = None
             if fingerprint != last:
                 stats = await run_in_threadpool(
-                    service.stats, scope(parse_filters("stats", params), principal))
+                    service.stats,
+                    _windowed(scoped(request, parse_filters("stats", params)), params))
         except (BackendUnavailable, QueryFailed) as error:
             yield "event: unavailable\ndata: " + json.dumps({"message": str(error)}) + "\n\n"
             return  # EventSource reconnects after the retry hint
@@ -131,3 +144,10 @@ async def _events(request: Request, service: AdminService, params: dict[str, str
             quiet_since = time.monotonic()
         await asyncio.sleep(poll_s)
     yield "event: bye\ndata: {}\n\n"
+
+
+def _windowed(filters: Filters, params: dict[str, str]) -> Filters:
+    """A window that starts at a chosen `since` starts on its bucket instead, so streams
+    whose windows start anywhere in one bucket ask the same questions and share the
+    answers (a default window ends on the same 5 s for every stream already)."""
+    return filters.aligned() if "since" in params else filters

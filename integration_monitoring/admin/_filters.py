@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 MAX_RANGE = dt.timedelta(days=31)
@@ -52,6 +52,15 @@ class Filters:
     #: The tenants the caller may read; None: every tenant (an admin). The default reads
     #: none, so filters that were never scoped to a caller (`_access.scope`) answer nothing.
     tenants: tuple[str, ...] | None = ()
+    #: Who asks (`_fairness.caller_key`), for the per-caller limits; never part of a query.
+    caller: str = ""
+
+    def aligned(self) -> Filters:
+        """`since` moved back to a bucket boundary: streams whose windows start anywhere in
+        the same bucket then ask identical questions and share one answer."""
+        step = int(self.bucket.total_seconds())
+        start = int(self.since.timestamp()) // step * step
+        return replace(self, since=dt.datetime.fromtimestamp(start, dt.UTC))
 
     def values(self) -> dict[str, Any]:
         """The prelude's values (every query gets all of them)."""

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -19,7 +20,8 @@ from . import _filters
 from . import _models as m
 from ._access import AccessDenied, Principal, scope
 from ._backends import BackendUnavailable, QueryFailed
-from ._filters import FilterError, parse_filters
+from ._fairness import Busy, caller_key
+from ._filters import FilterError, Filters, parse_filters
 from ._service import AdminService
 
 PREFIX = "/api/admin/integrations"
@@ -27,6 +29,9 @@ _ERRORS = {400: {"model": m.ErrorBody, "description": "a parameter is wrong; the
            401: {"model": m.ErrorBody, "description": "credentials are missing or wrong"},
            403: {"model": m.ErrorBody,
                  "description": "the caller may not read this (another tenant, no role)"},
+           429: {"model": m.ErrorBody,
+                 "description": "the caller has too many questions or streams open at once; "
+                                "Retry-After says when to ask again"},
            502: {"model": m.ErrorBody, "description": "the query engine rejected a query"},
            503: {"model": m.ErrorBody,
                  "description": "the query engine is unavailable or throttled; see Retry-After"}}
@@ -65,12 +70,19 @@ def _parameters(endpoint: str) -> list[dict[str, Any]]:
     return out
 
 
+#: What every answer says (app.BaselineHeaders adds it to the rest). Error answers carry it
+#: themselves: the handler for unexpected exceptions answers outside every middleware.
+BASELINE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                    "Cache-Control": "no-store"}
+
+
 def error_response(status: int, code: str, message: str, parameter: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     detail = {"code": code, "message": message}
     if parameter:
         detail["parameter"] = parameter
-    return JSONResponse({"error": detail}, status_code=status, headers=headers)
+    return JSONResponse({"error": detail}, status_code=status,
+                        headers={**BASELINE_HEADERS, **(headers or {})})
 
 
 def caller(request: Request) -> Principal:
@@ -86,6 +98,13 @@ def caller(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(caller)]
 
 
+def scoped(request: Request, filters: Filters) -> Filters:
+    """The filters narrowed to the caller's tenants, carrying whose allowance they use."""
+    principal = caller(request)
+    client = request.client.host if request.client else None
+    return replace(scope(filters, principal), caller=caller_key(principal, client))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every failure is JSON `{"error": {...}}`; nothing leaks a stack trace."""
 
@@ -96,6 +115,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FilterError)
     async def bad_filter(_: Request, exc: FilterError) -> JSONResponse:
         return error_response(400, exc.code, str(exc), exc.parameter)
+
+    @app.exception_handler(Busy)
+    async def busy(_: Request, exc: Busy) -> JSONResponse:
+        return error_response(429, "too_many_requests", str(exc),
+                              headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(BackendUnavailable)
     async def unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
@@ -132,7 +156,7 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
 
     async def answer(request: Request, endpoint: str,
                      method: Callable[[AdminService, Any], dict[str, Any]]) -> dict[str, Any]:
-        filters = scope(parse_filters(endpoint, request.query_params), caller(request))
+        filters = scoped(request, parse_filters(endpoint, request.query_params))
         service = service_factory()
         return await run_in_threadpool(method, service, filters)
 

@@ -12,6 +12,7 @@ from .. import queries
 from .._time import naive_utc
 from ._backends import Answer, Backend
 from ._cache import SharedQueries
+from ._fairness import Fairness
 from ._filters import Filters
 
 #: Application Insights keeps no histogram buckets, so adapter latency is an average and a
@@ -29,14 +30,18 @@ ACK_OVERLAY = dt.timedelta(minutes=15)
 
 
 class AdminService:
-    """Answers the endpoints; an endpoint's questions run side by side on a small pool
-    (Log Analytics allows five concurrent queries per identity: four is the ceiling here)."""
+    """Answers the endpoints; an endpoint's questions run side by side, at most `parallel`
+    on the engine at once for the whole app (Log Analytics allows five concurrent queries per
+    identity) and within each caller's share (`_fairness.py`)."""
 
     def __init__(self, backend: Backend, cache: SharedQueries | None = None,
-                 parallel: int = 4) -> None:
+                 parallel: int = 4, fairness: Fairness | None = None) -> None:
         self.backend = backend
         self.cache = cache or SharedQueries()
-        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="admin-query")
+        self.fairness = fairness or Fairness(at_once=parallel)
+        # Threads that may wait: the limits on the engine are the fairness's, not the pool's
+        # (a fixed pool would queue one caller's questions behind another's flood).
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="admin-query")
         self._acks: dict[str, dict[str, Any]] = {}  # alertId -> what acknowledge() recorded
         self._ack_lock = threading.Lock()  # two clicks at once record one acknowledgement
 
@@ -177,7 +182,8 @@ class AdminService:
         text = queries.render(name, values)
 
         def ask() -> Answer:
-            answer = self.backend.query(text, values["_lookback_since"], f.until)
+            with self.fairness.question(f.caller):
+                answer = self.backend.query(text, values["_lookback_since"], f.until)
             rows = [{k: _json(v) for k, v in row.items()} for row in answer.dicts()]
             return Answer(answer.columns, rows, answer.partial)
 
