@@ -5,7 +5,8 @@
     report.summary()  # {"alertId", "ruleId", "condition", "duplicate", "channels": {...}}
 
 - **email** is sent by the Azure action group itself; the relay only records it.
-- **slack**: an incoming webhook (`SLACK_WEBHOOK_URL`) gets a Block Kit message.
+- **slack**: an incoming webhook (`SLACK_WEBHOOK_URL`) gets a Block Kit message (_slack.py:
+  within Slack's documented limits, every value from telemetry escaped).
 - **pagerduty**: the Events API v2 (`PAGERDUTY_ROUTING_KEY`, `PAGERDUTY_EVENTS_URL`) gets a
   `trigger` on Fired and a `resolve` on Resolved, under one `dedup_key` per rule and
   dimension values, so a Resolved closes the incident its Fired opened.
@@ -57,6 +58,8 @@ from ._outbox import (
 )
 from ._payload import AlertNotice, dimensions_key, format_number
 from ._rules import AlertRule
+from ._slack import SlackAlert
+from ._slack import render as render_slack
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 DEFAULT_DASHBOARD_URL = "http://127.0.0.1:7071"
@@ -76,8 +79,6 @@ SUMMARY_LIMIT = 1024  # PagerDuty payload.summary
 DEDUP_KEY_LIMIT = 255  # PagerDuty dedup_key
 _OPERATOR_SYMBOLS = {"GreaterThan": ">", "GreaterThanOrEqual": "≥", "LessThan": "<",
                      "LessThanOrEqual": "≤", "Equal": "=", "GreaterOrLessThan": "≷"}
-_FIRED_COLOURS = ("#B01E3C", "#E01E5A", "#F2952F", "#ECB22E", "#439FE0")
-_RESOLVED_COLOUR = "#2EB67D"
 
 log = get_logger("alert-relay")
 
@@ -449,53 +450,22 @@ class Deliverer:
         return f"{self.dashboard_base_url}/dashboard" + (f"?{urlencode(query)}" if query else "")
 
     def slack_message(self, notice: AlertNotice, rule: AlertRule) -> dict[str, Any]:
-        """An incoming-webhook body: Block Kit blocks, a plain `text` fallback and a colour bar."""
-        fired = notice.fired
-        severity = f"{notice.severity_name} ({SEVERITY_NAMES[notice.severity]})"
-        emoji = (":rotating_light:" if notice.severity <= 1 else
-                 ":warning:" if notice.severity == 2 else ":information_source:") \
-            if fired else ":white_check_mark:"
-        state = "FIRING" if fired else "RESOLVED"
-        header = _clip(f"{emoji} {state} · {notice.severity_name} · {rule.title}", 150)
-        runbook = rule.runbook_url()
-        dashboard = self.dashboard_url(notice.dimensions)
-        comparison = _comparison(notice, rule)
-        when = (f"Fired {_human_time(notice.fired_at)}" if fired else
-                f"Resolved {_human_time(notice.resolved_at or notice.fired_at)} "
-                f"(fired {_human_time(notice.fired_at)})")
-        where = "\n".join(f"• {_esc(k)}: `{_esc(v)}`" for k, v in notice.dimensions.items()) \
-            or "—"
-        summary = (f"*{_esc(rule.title)}*: {_esc(rule.description)}" if fired else
-                   f"*{_esc(rule.title)}* is back within its threshold.")
-        links = [_link(runbook, ":book: Runbook"),
-                 _link(dashboard, ":bar_chart: Dashboard" + _filter_text(notice.dimensions))]
-        blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": _clip(summary, 3000)}},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": f"*Severity*\n{severity}"},
-                {"type": "mrkdwn", "text": f"*Status*\n{when}"},
-                {"type": "mrkdwn", "text": f"*Rule*\n{_esc(rule.title)} (`{_esc(rule.id)}`)"},
-                {"type": "mrkdwn", "text": f"*Value vs threshold*\n{_esc(comparison)}"},
-                {"type": "mrkdwn", "text": _clip(f"*Where*\n{where}", 2000)},
-            ]},
-            {"type": "section", "text": {"type": "mrkdwn", "text": "   ".join(links)}},
-        ]
-        footer = (f"Alert `{_esc(notice.alert_id.rsplit('/', 1)[-1])}` · "
-                  f"{_esc(notice.monitoring_service or notice.signal_type)} · "
-                  f"window {_window_text(notice, rule)}")
-        plain_where = ", ".join(f"{k}={v}" for k, v in notice.dimensions.items()) or "-"
-        text = (f"[{state}] {notice.severity_name} {rule.title}: {comparison} ({plain_where}). "
-                f"Runbook: {runbook} Dashboard: {dashboard}")
-        return {
-            "text": _esc(text),
-            "blocks": blocks,
-            "attachments": [{
-                "color": _FIRED_COLOURS[notice.severity] if fired else _RESOLVED_COLOUR,
-                "blocks": [{"type": "context",
-                            "elements": [{"type": "mrkdwn", "text": _clip(footer, 3000)}]}],
-            }],
-        }
+        """An incoming-webhook body: Block Kit blocks, a plain `text` fallback and a colour bar,
+        within Slack's limits and with every value escaped (see _slack.py)."""
+        dims = notice.dimensions
+        return render_slack(SlackAlert(
+            fired=notice.fired, severity=notice.severity, severity_name=notice.severity_name,
+            severity_label=SEVERITY_NAMES[notice.severity], title=rule.title, rule_id=rule.id,
+            description=rule.description, comparison=_comparison(notice, rule),
+            when=(f"Fired {_human_time(notice.fired_at)}" if notice.fired else
+                  f"Resolved {_human_time(notice.resolved_at or notice.fired_at)} "
+                  f"(fired {_human_time(notice.fired_at)})"),
+            runbook_url=rule.runbook_url(), dashboard_url=self.dashboard_url(dims),
+            dashboard_home=f"{self.dashboard_base_url}/dashboard",
+            alert_id=notice.alert_id.rsplit("/", 1)[-1],
+            source=notice.monitoring_service or notice.signal_type,
+            window=_window_text(notice, rule), dimensions=dims,
+            filters={k: dims[k] for k in DASHBOARD_FILTERS if dims.get(k)}))
 
     def dedup_key(self, notice: AlertNotice) -> str:
         """One key per rule and dimension values: a Resolved closes what its Fired opened."""
@@ -626,18 +596,6 @@ def _filter_text(dimensions: Mapping[str, str]) -> str:
 
 def _absolute(url: str) -> bool:
     return url.startswith(("https://", "http://"))
-
-
-def _link(url: str, label: str) -> str:
-    """A mrkdwn link; a relative runbook path (RUNBOOK_BASE_URL unset) is shown as code."""
-    if _absolute(url):
-        return f"<{_esc(url)}|{_esc(label)}>"
-    return f"{_esc(label)}: `{_esc(url)}`"
-
-
-def _esc(text: str) -> str:
-    """Slack's three control characters, escaped as its docs require."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _clip(text: str, limit: int) -> str:
