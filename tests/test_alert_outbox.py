@@ -753,7 +753,7 @@ def test_an_app_that_may_not_create_tables_queues_in_the_deployed_one(
 
 @on_azurite
 def test_a_notice_too_big_for_a_table_property_is_reported_failed_not_queued(
-        azurite, table_name, slack, clock, captured, tmp_path):
+        azurite, table_name, pagerduty, clock, captured, tmp_path):
     """Azurite refuses a string property over 32 K UTF-16 characters (the service's "64KB"
     limit) with 400 PropertyValueTooLarge; the outbox passes the refusal on and the relay
     reports the channel failed, where the SQLite outbox queues the same notice."""
@@ -764,25 +764,25 @@ def test_a_notice_too_big_for_a_table_property_is_reported_failed_not_queued(
                        match=r"exceeds the maximum allowed size \(64KB\)") as refused:
         outbox.add(entry(alert_id="one more", body={"text": "x" * (32_769 - 12)}))
     assert refused.value.status_code == 400 and "PropertyValueTooLarge" in str(refused.value)
-    # and json.dumps writes é as \u00e9: 5,500 of them (11 KB of UTF-8) are 33,000 characters
-    with pytest.raises(HttpResponseError, match="PropertyValueTooLarge"):
-        outbox.add(entry(alert_id="accents", body={"text": "é" * 5_500}))
-    # when Slack is down for an alert whose message is that big (a long dimension value)
-    big = alert(dimensions={"adapterType": "hubspot-" + "x" * 20_000})
-    slack.fail_next(2, status=503)
-    instance = deliverer(outbox, clock, slack.url, None)
+    # and non-ASCII text is stored as it is, one UTF-16 unit a character, not as \u00e9
+    assert outbox.add(entry(alert_id="accents", body={"text": "é" * 30_000}))
+    # when PagerDuty is down for an alert whose event is that big (a long dimension value:
+    # PagerDuty's event carries it whole, where Slack's message is cut to Slack's limits)
+    big = alert(dimensions={"adapterType": "hubspot-" + "x" * 40_000})
+    pagerduty.fail_next(2, status=503)
+    instance = deliverer(outbox, clock, None, pagerduty.url)
     summary = post(relay(instance), big)
     # then the channel failed for good, with the service's reason, and nothing was queued
-    assert summary["channels"]["slack"] == "failed"
-    assert "could not queue it: HttpResponseError" in summary["errors"]["slack"]
-    assert "PropertyValueTooLarge" in summary["errors"]["slack"]
-    captured.assert_event("alert.delivery_failed", channel="slack", queued=False)
-    assert [e.alert_id for e in outbox.entries()] == ["fits"]
+    assert summary["channels"]["pagerduty"] == "failed"
+    assert "could not queue it: HttpResponseError" in summary["errors"]["pagerduty"]
+    assert "PropertyValueTooLarge" in summary["errors"]["pagerduty"]
+    captured.assert_event("alert.delivery_failed", channel="pagerduty", queued=False)
+    assert sorted(e.alert_id for e in outbox.entries()) == ["accents", "fits"]
     instance.close()
     # while the SQLite outbox keeps the same notice for redelivery
-    slack.fail_next(2, status=503)
-    local = deliverer(SqliteOutbox(tmp_path / "outbox.sqlite3"), clock, slack.url, None)
-    assert post(relay(local), big)["channels"]["slack"] == "queued"
+    pagerduty.fail_next(2, status=503)
+    local = deliverer(SqliteOutbox(tmp_path / "outbox.sqlite3"), clock, None, pagerduty.url)
+    assert post(relay(local), big)["channels"]["pagerduty"] == "queued"
     local.close()
 
 

@@ -296,7 +296,9 @@ class TableOutbox:
     """The outbox in an Azure Storage table, reached by identity (no account key).
 
     PartitionKey is the channel, RowKey the entry's hash; the body and dimensions are JSON
-    text (a string property holds up to 64 KiB, far above a Slack or PagerDuty body).
+    text. A string property holds 64 KiB, that is 32 K UTF-16 units: a Slack message stays far
+    below (it is cut to Slack's limits), but a PagerDuty event carrying a huge dimension value
+    may not fit, and then it cannot be queued (the relay reports it failed).
     """
 
     def __init__(self, endpoint: str, credential: Any = None, *, table_name: str = TABLE_NAME,
@@ -442,7 +444,10 @@ def _entity(entry: PendingDelivery) -> dict[str, Any]:
         "PartitionKey": entry.channel, "RowKey": entry.key, "AlertId": entry.alert_id,
         "Condition": entry.condition, "RuleId": entry.rule_id, "Severity": entry.severity,
         "TenantId": entry.tenant_id or "", "IntegrationId": entry.integration_id or "",
-        "Dimensions": json.dumps(entry.dimensions), "Body": json.dumps(entry.body),
+        # Unescaped: the service counts a property in UTF-16 units (32 K of them), and
+        # json.dumps' default writes each non-ASCII character as six.
+        "Dimensions": json.dumps(entry.dimensions, ensure_ascii=False),
+        "Body": json.dumps(entry.body, ensure_ascii=False),
         "QueuedAt": entry.queued_at, "NextAttemptAt": entry.next_attempt_at,
         "Attempts": entry.attempts, "Redeliveries": entry.redeliveries,
         "LastError": entry.last_error,
