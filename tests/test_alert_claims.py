@@ -45,8 +45,8 @@ def stores(request, tmp_path, azurite) -> Iterator[Any]:
 def test_a_key_is_claimed_once_across_instances(stores):
     """A retried webhook reaching another instance finds the key taken."""
     one, two = stores(), stores()
-    assert one.claim("notice|a-1|Fired", utc_now() + DAY) is True
-    assert two.claim("notice|a-1|Fired", utc_now() + DAY) is False
+    assert one.claim("notice|a-1|Fired", utc_now(), utc_now() + DAY) is True
+    assert two.claim("notice|a-1|Fired", utc_now(), utc_now() + DAY) is False
     assert two.claimed("notice|a-1|Fired", utc_now()) is True
     assert two.claimed("notice|a-1|Resolved", utc_now()) is False
 
@@ -54,19 +54,19 @@ def test_a_key_is_claimed_once_across_instances(stores):
 def test_a_released_claim_can_be_taken_again(stores):
     """A delivery that failed for good frees its claim, so a retry of it is sent."""
     one, two = stores(), stores()
-    assert one.claim("sent|a-1|Fired|slack", utc_now() + DAY)
+    assert one.claim("sent|a-1|Fired|slack", utc_now(), utc_now() + DAY)
     one.release("sent|a-1|Fired|slack")
     one.release("sent|never-claimed")  # releasing what nobody holds is no error
-    assert two.claim("sent|a-1|Fired|slack", utc_now() + DAY)
+    assert two.claim("sent|a-1|Fired|slack", utc_now(), utc_now() + DAY)
 
 
 def test_a_claim_that_ran_out_is_free_and_purged(stores):
     """Claims last a day, not forever: an expired one is taken over, and purged."""
     store = stores()
-    assert store.claim("old", utc_now() - dt.timedelta(seconds=1))
+    assert store.claim("old", utc_now(), utc_now() - dt.timedelta(seconds=1))
     assert store.claimed("old", utc_now()) is False
-    assert store.claim("old", utc_now() + DAY) is True
-    assert store.claim("stale", utc_now() - dt.timedelta(seconds=1))
+    assert store.claim("old", utc_now(), utc_now() + DAY) is True
+    assert store.claim("stale", utc_now(), utc_now() - dt.timedelta(seconds=1))
     assert store.purge(utc_now()) == 1
     assert store.claimed("old", utc_now())
 
@@ -74,15 +74,16 @@ def test_a_claim_that_ran_out_is_free_and_purged(stores):
 def test_simultaneous_claims_have_one_winner(stores):
     """Eight instances claim the same key at once: exactly one gets it."""
     instances = [stores() for _ in range(8)]
-    until = utc_now() + DAY
+    now = utc_now()
     with ThreadPoolExecutor(8) as pool:
-        won = list(pool.map(lambda store: store.claim("notice|race|Fired", until), instances))
+        won = list(pool.map(lambda store: store.claim("notice|race|Fired", now, now + DAY),
+                            instances))
     assert won.count(True) == 1, won
 
 
 def test_claims_are_not_queued_deliveries(stores):
     """The claims share the outbox's table but never show up as entries to redeliver."""
     store = stores()
-    store.claim("notice|a-1|Fired", utc_now() + DAY)
+    store.claim("notice|a-1|Fired", utc_now(), utc_now() + DAY)
     assert store.entries() == []
     assert store.due(utc_now() + 2 * DAY) == []

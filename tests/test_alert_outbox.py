@@ -40,7 +40,7 @@ from integration_monitoring.alerts import (
     run_alert_redelivery,
 )
 from integration_monitoring.alerts._delivery import Deliverer
-from integration_monitoring.alerts._outbox import TABLE_NAME
+from integration_monitoring.alerts._outbox import CLAIMS_PARTITION, TABLE_NAME
 from integration_monitoring.alerts._payload import build_log_alert
 from integration_monitoring.alerts._relay import relay_router
 from integration_monitoring.alerts._rules import rule_by_id
@@ -295,8 +295,8 @@ def test_a_restart_loses_nothing(slack, pagerduty, tmp_path, clock, captured):
 
 def test_a_repeat_of_a_queued_notice_on_another_instance_is_not_sent_again(
         slack, outbox, clock):
-    """An action group retry that lands on another relay instance (no shared memory) finds
-    the notice queued and leaves it to the timer."""
+    """An action group retry that lands on another relay instance finds the notice claimed
+    in the shared store (a duplicate) and leaves it to the timer."""
     # given an alert whose Slack message is queued
     slack.fail_next(2, status=503)
     one = deliverer(outbox, clock, slack.url, None)
@@ -305,8 +305,9 @@ def test_a_repeat_of_a_queued_notice_on_another_instance_is_not_sent_again(
     # when the same notice arrives at a second instance sharing the outbox, Slack being back
     other = deliverer(outbox, clock, slack.url, None)
     summary = post(relay(other), alert())
-    # then it is reported queued and nothing is sent; the timer delivers it once
-    assert summary["channels"]["slack"] == "queued" and slack.attempts == attempts
+    # then it is a duplicate and nothing is sent; the timer delivers it once
+    assert summary["duplicate"] is True
+    assert summary["channels"]["slack"] == "duplicate" and slack.attempts == attempts
     assert run_at(other, clock, T0 + MINUTE).delivered == 1
     assert len(slack.bodies) == 1
     one.close()
@@ -656,8 +657,11 @@ def test_the_table_outbox_on_azurite_queues_and_redelivers(azurite, table_name, 
     assert post(relay(instance), alert())["channels"]["slack"] == "queued"
     # then the table holds one entity keyed by channel and a hash, without the URL
     with azurite.service() as service:
-        [stored] = service.get_table_client(table_name).list_entities()
+        [stored] = deliveries(service.get_table_client(table_name))
+        claims = claimed(service.get_table_client(table_name))
     assert stored["PartitionKey"] == "slack"
+    # beside it the relay's claims: the notice, and its sending on Slack
+    assert len(claims) == 2
     assert len(stored["RowKey"]) == 64 and "/" not in stored["RowKey"]
     assert (stored["QueuedAt"], stored["NextAttemptAt"]) == (T0, T0 + MINUTE)  # Edm.DateTime
     assert stored["AlertId"] == "6f1c2d3e-0000-4000-8000-00000000000a"
@@ -666,14 +670,14 @@ def test_the_table_outbox_on_azurite_queues_and_redelivers(azurite, table_name, 
     assert run_at(instance, clock, T0 + MINUTE).delivered == 1
     # then the entity is gone, deleted with the etag it was read with
     with azurite.service() as service:
-        assert list(service.get_table_client(table_name).list_entities()) == []
+        assert deliveries(service.get_table_client(table_name)) == []
     made = calls(seen)
     assert made[0] == ("POST", "Tables", 201)
     assert ("POST", table_name, 201) in made and ("DELETE", table_name, 204) in made
     [delete] = [r.http_request for r in seen if r.http_request.method == "DELETE"]
     assert delete.headers["If-Match"] == stored.metadata["etag"]
     queries = [parse_qs(urlsplit(r.http_request.url).query)["$filter"][0] for r in seen
-               if r.http_request.method == "GET"]
+               if r.http_request.method == "GET" and "filter" in r.http_request.url]
     assert queries[0] == ("PartitionKey eq 'slack' and "
                           "AlertId eq '6f1c2d3e-0000-4000-8000-00000000000a'")
     assert "NextAttemptAt le datetime'2025-03-04T10:16:30.000000Z'" in queries
@@ -681,6 +685,15 @@ def test_the_table_outbox_on_azurite_queues_and_redelivers(azurite, table_name, 
     assert set(credential.scopes) == {STORAGE_SCOPE}
     assert len(slack.bodies) == 1
     instance.close()
+
+
+def deliveries(table: Any) -> list[Any]:
+    """The entities that are queued deliveries (the relay's claims share the table)."""
+    return [e for e in table.list_entities() if e["PartitionKey"] != CLAIMS_PARTITION]
+
+
+def claimed(table: Any) -> list[Any]:
+    return [e for e in table.list_entities() if e["PartitionKey"] == CLAIMS_PARTITION]
 
 
 def at_once(work: list[Callable[[], Any]]) -> list[Any]:
@@ -803,7 +816,7 @@ def test_the_settings_alone_put_the_outbox_on_table_storage(azurite, slack, cloc
         assert isinstance(instance.outbox, TableOutbox)
         assert post(relay(instance), alert())["channels"]["slack"] == "queued"
         with azurite.service() as service:
-            [stored] = service.get_table_client(TABLE_NAME).list_entities()
+            [stored] = deliveries(service.get_table_client(TABLE_NAME))
         assert stored["PartitionKey"] == "slack"
         assert run_at(instance, clock, T0 + MINUTE).delivered == 1
         assert set(credential.scopes) == {STORAGE_SCOPE}

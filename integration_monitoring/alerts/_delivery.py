@@ -86,7 +86,7 @@ log = get_logger("alert-relay")
 @dataclass
 class ChannelOutcome:
     """What happened on one channel: delivered, queued (for redelivery), failed, skipped,
-    duplicate or action_group."""
+    duplicate, superseded (a Fired that arrived after its Resolved) or action_group."""
 
     channel: str
     status: str
@@ -124,11 +124,9 @@ class DeliveryReport:
 class SeenKeys:
     """Keys remembered for a while: an in-memory TTL set, bounded in size.
 
-    It lives in one process, so idempotency holds per instance only: with several relay
-    instances (Functions scale-out, or a restart) an action group retry that lands on another
-    instance is delivered again. Slack would then show the message twice; PagerDuty still
-    folds it into the same incident through the dedup_key. A shared store (Table Storage,
-    Redis) would be needed to make it exact across instances.
+    It lives in one process: the relay's claims are kept where the outbox lives, which every
+    instance shares, and only a relay without an outbox, or one whose outbox cannot be
+    reached, falls back to this.
     """
 
     def __init__(self, ttl: float, max_entries: int = 10_000,
@@ -156,6 +154,11 @@ class SeenKeys:
         """Forget `key`, so that the next claim succeeds (a failed delivery may be retried)."""
         with self._lock:
             self._expiry.pop(key, None)
+
+    def holds(self, key: tuple[str, ...]) -> bool:
+        with self._lock:
+            expiry = self._expiry.get(key)
+            return expiry is not None and expiry > self._clock()
 
 
 class Deliverer:
@@ -189,8 +192,8 @@ class Deliverer:
         self.outbox = outbox
         self.redelivery = redelivery or RedeliveryPolicy()
         self.now = now
-        self._notices = SeenKeys(dedup_ttl, clock=clock)
-        self._sent = SeenKeys(dedup_ttl, clock=clock)
+        self.dedup_ttl = dedup_ttl
+        self._seen = SeenKeys(dedup_ttl, clock=clock)  # when there is no outbox to share
         self._client = httpx.Client(timeout=timeout, follow_redirects=False,
                                     headers={"User-Agent": "integration-monitoring-alert-relay"})
 
@@ -216,15 +219,57 @@ class Deliverer:
 
     # -- delivery ---------------------------------------------------------------------------
 
+    def _claim(self, where: dict[str, Any], *parts: str) -> bool:
+        """True the first time, on any instance, within dedup_ttl (the outbox's store holds
+        the claims; this process's memory when there is none or it cannot be reached)."""
+        if self.outbox is not None:
+            try:
+                now = self.now()
+                return self.outbox.claim("|".join(parts), now,
+                                         now + dt.timedelta(seconds=self.dedup_ttl))
+            except Exception as exc:
+                self._store_trouble(where, exc)
+        return self._seen.claim(parts)
+
+    def _claimed(self, where: dict[str, Any], *parts: str) -> bool:
+        if self.outbox is not None:
+            try:
+                return self.outbox.claimed("|".join(parts), self.now())
+            except Exception as exc:
+                self._store_trouble(where, exc)
+        return self._seen.holds(parts)
+
+    def _release(self, where: dict[str, Any], *parts: str) -> None:
+        self._seen.release(parts)
+        if self.outbox is not None:
+            try:
+                self.outbox.release("|".join(parts))
+            except Exception as exc:
+                self._store_trouble(where, exc)
+
+    def _store_trouble(self, where: dict[str, Any], exc: Exception) -> None:
+        get_logger("alert-relay").warn(
+            "alert.outbox_failed", tenant_id=where.get("tenant_id"),
+            integration_id=where.get("integration_id"), error=f"{type(exc).__name__}: {exc}",
+            reason="the relay's claims are kept in memory meanwhile")
+
     def deliver(self, notice: AlertNotice, rule: AlertRule) -> DeliveryReport:
         """Send `notice` to each of `rule.channels` once; never raises for a channel's failure."""
-        first = self._notices.claim((notice.alert_id, notice.condition))
-        report = DeliveryReport(notice.alert_id, rule.id, notice.condition, duplicate=not first)
         where = self._where(notice)
+        first = self._claim(where, "notice", notice.alert_id, notice.condition)
+        report = DeliveryReport(notice.alert_id, rule.id, notice.condition, duplicate=not first)
+        # Azure Monitor retries webhooks, so a Fired may come after its Resolved: the alert
+        # stays resolved (recorded, not delivered), whichever instance took the Resolved.
+        late = notice.fired and self._claimed(where, "notice", notice.alert_id, "Resolved")
         if first:
-            self._record_notice(notice, rule, where)
+            self._record_notice(notice, rule, where, late=late)
         sends: dict[str, Callable[[], ChannelOutcome]] = {}
         for channel in rule.channels:
+            if late and channel != "email":
+                report.outcomes[channel] = ChannelOutcome(channel, "superseded")
+                self._event("info", "alert.channel_skipped", notice, where, channel=channel,
+                            reason="resolved already: this Fired arrived after its Resolved")
+                continue
             if channel == "email":
                 report.outcomes[channel] = ChannelOutcome(channel, "action_group")
                 self._event("info", "alert.channel_skipped", notice, where, channel=channel,
@@ -237,7 +282,7 @@ class Deliverer:
                 self._event("info", "alert.channel_skipped", notice, where, channel=channel,
                             reason=f"{setting} is not set")
                 continue
-            if not self._sent.claim((notice.alert_id, notice.condition, channel)):
+            if not self._claim(where, "sent", notice.alert_id, notice.condition, channel):
                 report.outcomes[channel] = ChannelOutcome(channel, "duplicate")
                 self._event("info", "alert.duplicate_dropped", notice, where, channel=channel)
                 continue
@@ -377,7 +422,7 @@ class Deliverer:
                                 channel=channel, attempts=outcome.attempts, error=outcome.error,
                                 queued=True)
                     continue
-                self._sent.release((notice.alert_id, notice.condition, channel))
+                self._release(where, "sent", notice.alert_id, notice.condition, channel)
                 self._event("error", "alert.delivery_failed", notice, where,
                             channel=channel, attempts=outcome.attempts, error=outcome.error,
                             queued=False)
@@ -525,9 +570,11 @@ class Deliverer:
                 "integration_id": dims.get("integrationId") or None, **flat}
 
     def _record_notice(self, notice: AlertNotice, rule: AlertRule,
-                       where: dict[str, Any]) -> None:
+                       where: dict[str, Any], late: bool = False) -> None:
         operation = "alert.fired" if notice.fired else "alert.resolved"
-        self._event("warn" if notice.fired else "info", operation, notice, where,
+        extra = {"late": True} if late else {}
+        self._event("warn" if notice.fired and not late else "info", operation, notice, where,
+                    **extra,
                     rule_name=notice.rule_name, title=rule.title,
                     dimensions=dict(notice.dimensions), value=notice.value,
                     threshold=notice.threshold, operator=notice.operator,

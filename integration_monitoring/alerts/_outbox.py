@@ -7,7 +7,7 @@
     outbox.pending(alert_id, channel)     # what is queued for one alert on one channel
     outbox.save(entry)                    # the entry with its new etag, or None if it changed
     outbox.remove(entry)                  # False if it changed since it was read
-    outbox.claim(key, until)              # True once per key, for every instance, until then
+    outbox.claim(key, now, until)         # True once per key, for every instance, until then
     outbox.claimed(key, now)              # whether someone holds that claim
     outbox.release(key)                   # the claim is free again (a delivery failed)
 
@@ -133,7 +133,7 @@ class Outbox(Protocol):
 
     def remove(self, entry: PendingDelivery) -> bool: ...
 
-    def claim(self, key: str, until: dt.datetime) -> bool: ...
+    def claim(self, key: str, now: dt.datetime, until: dt.datetime) -> bool: ...
 
     def claimed(self, key: str, now: dt.datetime) -> bool: ...
 
@@ -261,13 +261,12 @@ class SqliteOutbox:
                 (entry.channel, entry.key, int(entry.etag or 0)))
             return done.rowcount == 1
 
-    def claim(self, key: str, until: dt.datetime) -> bool:
-        now = _text(utc_now())
+    def claim(self, key: str, now: dt.datetime, until: dt.datetime) -> bool:
         with self._db() as db:  # one statement: atomic between processes
             done = db.execute(
                 "INSERT INTO alert_claims VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
                 " SET until = excluded.until WHERE alert_claims.until <= ?",
-                (claim_key(key), _text(until), now))
+                (claim_key(key), _text(until), _text(now)))
             return done.rowcount == 1
 
     def claimed(self, key: str, now: dt.datetime) -> bool:
@@ -383,7 +382,7 @@ class TableOutbox:
             return False
         return True
 
-    def claim(self, key: str, until: dt.datetime) -> bool:
+    def claim(self, key: str, now: dt.datetime, until: dt.datetime) -> bool:
         from azure.core import MatchConditions
         from azure.core.exceptions import (
             ResourceExistsError,
@@ -402,8 +401,8 @@ class TableOutbox:
         try:
             held = self._table().get_entity(CLAIMS_PARTITION, row["RowKey"])
         except ResourceNotFoundError:
-            return self.claim(key, until)  # released meanwhile
-        if _aware(held["Until"]) > utc_now():
+            return self.claim(key, now, until)  # released meanwhile
+        if _aware(held["Until"]) > now:
             return False
         try:
             self._table().update_entity(row, mode=UpdateMode.REPLACE,
