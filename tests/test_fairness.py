@@ -48,6 +48,20 @@ def test_a_caller_may_hold_a_few_streams_and_gets_them_back():
         assert fairness.open_streams("mallory") == 1
 
 
+def test_shared_credentials_have_the_apps_bound_only():
+    """A token or function key does not tell people apart: no allowance of its own."""
+    from integration_monitoring.admin._access import Principal
+    from integration_monitoring.admin._fairness import caller_key
+
+    assert caller_key(Principal("token", None, "token")) == ""
+    assert caller_key(Principal("a@x.io", None, "entra")) == "entra:a@x.io"
+    fairness = Fairness(streams=1, share=1, waiting=0, at_once=8)
+    with ExitStack() as held:
+        for _ in range(5):
+            held.enter_context(fairness.stream(""))
+            held.enter_context(fairness.question(""))
+
+
 def test_a_flooding_caller_holds_its_share_and_the_others_still_run():
     """Mallory's questions block on the engine; Alice's question runs beside them at once."""
     fairness = Fairness(share=2, waiting=3, at_once=3, queue_s=5)

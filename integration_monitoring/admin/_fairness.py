@@ -9,8 +9,9 @@
   that cannot start within `queue_s` is a 503.
 
 Answers shared from the cache cost nothing and are not counted. A caller is a signed-in
-principal; with a shared token or no sign-in at all it is the client's address as well, so
-that colleagues sharing one token do not share one allowance.
+principal (Entra ID). A shared token, a function key or the open local server does not tell
+one person from another (and behind the Functions front end, nor does the address), so
+their callers share the app's bound only: whoever holds the key is an admin anyway.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from collections.abc import Iterator
 from ._access import Principal
 from ._backends import BackendUnavailable
 
-#: Ways in where every caller is the same principal: tell them apart by address too.
-_SHARED_PRINCIPALS = frozenset({"open", "token", "function-key"})
+#: Ways in that tell callers apart; "" (every other way) has no allowance of its own.
+_SIGNED_IN = frozenset({"entra"})
 
 
-def caller_key(principal: Principal, client: str | None) -> str:
-    """Whose allowance a request uses."""
-    key = f"{principal.via}:{principal.name}"
-    return f"{key}@{client or '?'}" if principal.via in _SHARED_PRINCIPALS else key
+def caller_key(principal: Principal) -> str:
+    """Whose allowance a request uses: "" for a shared credential."""
+    return f"{principal.via}:{principal.name}" if principal.via in _SIGNED_IN else ""
 
 
 class Busy(Exception):
@@ -57,6 +57,9 @@ class Fairness:
     @contextlib.contextmanager
     def stream(self, caller: str) -> Iterator[None]:
         """Hold one of the caller's live streams for the block."""
+        if not caller:
+            yield
+            return
         with self._lock:
             if self._open[caller] >= self.streams:
                 raise Busy(f"at most {self.streams} live streams per caller are open at once; "
@@ -73,6 +76,10 @@ class Fairness:
     @contextlib.contextmanager
     def question(self, caller: str) -> Iterator[None]:
         """Run one uncached question in the block, within the caller's share and the app's."""
+        if not caller:
+            with self._engine_slot():
+                yield
+            return
         with self._lock:
             if self._asking[caller] >= self.share + self.waiting:
                 raise Busy(f"too many questions at once from this caller (at most "
@@ -83,12 +90,8 @@ class Fairness:
             if not share.acquire(timeout=self.queue_s):
                 raise BackendUnavailable("this caller's earlier questions are still running", 5)
             try:
-                if not self._engine.acquire(timeout=self.queue_s):
-                    raise BackendUnavailable("the query engine is busy with other questions", 5)
-                try:
+                with self._engine_slot():
                     yield
-                finally:
-                    self._engine.release()
             finally:
                 share.release()
         finally:
@@ -97,6 +100,15 @@ class Fairness:
                 if not self._asking[caller]:
                     del self._asking[caller]
                     self._shares.pop(caller, None)
+
+    @contextlib.contextmanager
+    def _engine_slot(self) -> Iterator[None]:
+        if not self._engine.acquire(timeout=self.queue_s):
+            raise BackendUnavailable("the query engine is busy with other questions", 5)
+        try:
+            yield
+        finally:
+            self._engine.release()
 
     def open_streams(self, caller: str) -> int:
         with self._lock:

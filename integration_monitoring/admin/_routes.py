@@ -101,8 +101,7 @@ Caller = Annotated[Principal, Depends(caller)]
 def scoped(request: Request, filters: Filters) -> Filters:
     """The filters narrowed to the caller's tenants, carrying whose allowance they use."""
     principal = caller(request)
-    client = request.client.host if request.client else None
-    return replace(scope(filters, principal), caller=caller_key(principal, client))
+    return replace(scope(filters, principal), caller=caller_key(principal))
 
 
 def install_error_handlers(app: FastAPI) -> None:
