@@ -21,27 +21,23 @@ def _bounded(kind, low, high):
     return parse
 
 
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve anywhere
-
-
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .app import KEEP_ALIVE_S, create_app
-    from .localhost import DemoOptions, LocalHost
+    from .app import create_app
+    from .localhost import (
+        DemoOptions,
+        LocalHost,
+        LoopbackHostsOnly,
+        is_loopback,
+        server_config,
+        url_host,
+    )
     from .queues import SettingError, sampler_settings
     from .store import default_path
     from .telemetry import configure_telemetry, get_logger, shutdown_telemetry
 
-    if not _loopback(args.host) and not os.environ.get("ADMIN_API_TOKEN", "").strip():
+    if not is_loopback(args.host) and not os.environ.get("ADMIN_API_TOKEN", "").strip():
         print(f"error: refusing to serve on {args.host} without ADMIN_API_TOKEN: beyond "
               "loopback anyone who can reach the port would read every tenant's data. Set "
               "ADMIN_API_TOKEN to a long random value (callers send it as a bearer token), "
@@ -56,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     configure_telemetry("integration-monitoring", prometheus=True)
-    url = f"http://{args.host}:{args.port}"
+    url = f"http://{url_host(args.host)}:{args.port}"
     # The relay needs a shared secret; locally the host makes one up for its own evaluator.
     os.environ.setdefault("ALERT_RELAY_SECRET", secrets.token_urlsafe(24))
     os.environ.setdefault("DASHBOARD_BASE_URL", url)  # links in alerts point at this host
@@ -80,14 +76,17 @@ def _serve(args: argparse.Namespace) -> int:
                       f"{demo.tenants} tenants, {demo.hours:g} h of history, then live"}
   Ctrl-C stops.
 """, file=sys.stderr, flush=True)
-    # Without a token, only loopback names may reach the app: another site's page whose
-    # name resolves to 127.0.0.1 must not read it.
-    hosts = None if os.environ.get("ADMIN_API_TOKEN", "").strip() else sorted(
-        {"127.0.0.1", "localhost", args.host})
-    app = create_app(on_shutdown=stop, host_status=host.status, allowed_hosts=hosts)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                timeout_keep_alive=KEEP_ALIVE_S)
-    return 0
+    app = create_app(on_shutdown=stop, host_status=host.status)
+    if not os.environ.get("ADMIN_API_TOKEN", "").strip():
+        # Only loopback names may reach the open app: another site's page whose name
+        # resolves to 127.0.0.1 must not read it.
+        app = LoopbackHostsOnly(app)
+    server = uvicorn.Server(server_config(app, args.host, args.port))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    return 0 if server.started else 1
 
 
 def _evaluate_once(args: argparse.Namespace) -> int:

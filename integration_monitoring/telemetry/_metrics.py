@@ -74,6 +74,10 @@ METRICS: tuple[MetricSpec, ...] = (
                "Queue depth samples that failed, by reason (forbidden, not_found, throttled, "
                "timeout, server_error, unreachable, credential, error); not in the seed.",
                ("queue", "reason"), seed=False),
+    MetricSpec("alert_relay_rejected_total", "counter", "{request}",
+               "Requests the alert relay refused, by reason (the error code: missing_secret, "
+               "wrong_secret, relay_not_configured, body_too_large, invalid_body, "
+               "invalid_alert, unknown_rule); not in the seed.", ("reason",), seed=False),
 )
 
 BY_NAME = {spec.name: spec for spec in METRICS}
