@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,7 +43,7 @@ from schemathesis.specs.openapi.checks import (
 
 from integration_monitoring import Telemetry
 from integration_monitoring.admin import Answer, LocalBackend
-from integration_monitoring.alerts import load_rules
+from integration_monitoring.alerts import SqliteOutbox, load_rules
 from integration_monitoring.alerts._delivery import Deliverer
 from integration_monitoring.alerts._payload import build_log_alert
 from integration_monitoring.app import create_app
@@ -73,7 +75,11 @@ class DemoBackend:
 
 
 BACKEND = DemoBackend()
-DELIVERER = Deliverer.from_env(env={})  # every channel off: nothing leaves the process
+# Every channel off: nothing leaves the process. The outbox (with the relay's claims) is this
+# process's own, not the checkout's .data/, where another worker or an earlier run would hold
+# the same alerts' claims.
+DELIVERER = Deliverer.from_env(env={}, outbox=SqliteOutbox(
+    Path(tempfile.mkdtemp(prefix="fuzz-outbox-")) / "alert-outbox.sqlite3"))
 APP = create_app(backend=BACKEND, deliverer_factory=lambda: DELIVERER,
                  stream_options={"stream_s": 0.5, "poll_s": 0.1})
 
@@ -102,7 +108,8 @@ def _alert(alert_id: str) -> dict[str, Any]:
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TelemetryStore]:
     """One hour of demo telemetry behind the app, the relay configured (it reads the secret
     per request), and two alerts fired through it."""
-    store = TelemetryStore(tmp_path_factory.mktemp("fuzz") / "demo.duckdb")
+    folder = tmp_path_factory.mktemp("fuzz")
+    store = TelemetryStore(folder / "demo.duckdb")
     run_demo(hours=1, seed=7, store=store, stdout=None, progress=False)
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(StoreLogExporter(store)))

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 from playwright.sync_api import (
     Browser,
@@ -324,9 +323,8 @@ def test_a_live_update_arrives_without_a_reload(server, dashboard):
     page.wait_for_function("() => Number(document.body.dataset.snapshots) >= 1")
     first = dashboard.dataset("lastSnapshot")
     page.evaluate("() => { window.sameDocument = true; }")
-    # when new telemetry arrives: the demo keeps writing, and a refused relay call is logged
-    refused = httpx.post(server.url + "/api/alerts/relay", json={}, timeout=10)
-    assert refused.status_code == 401
+    # when new telemetry arrives: the live demo keeps writing (a relay call without the secret
+    # no longer writes an event: anyone could drive ingestion with it)
     # then a second snapshot with a new fingerprint comes over the open stream
     page.wait_for_function(
         "(first) => Number(document.body.dataset.snapshots) >= 2"

@@ -50,6 +50,7 @@ import datetime as dt
 import json
 import math
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -133,6 +134,8 @@ class LogAnalyticsLoopback(Outages):
         # it applies only to a request that arrives later, so a request still in flight from
         # an earlier test (a stalled one, a client's late retry) never takes it.
         self._arrived = 0
+        self._running = 0  # queries on the store right now: `stop` waits for them
+        self._idle = threading.Condition()
         self._failures: list[tuple[int, _Failure]] = []
         self._partials: list[tuple[int, str]] = []
         self._standing_failure: _Failure | None = None
@@ -141,6 +144,13 @@ class LogAnalyticsLoopback(Outages):
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
+
+    def stop(self) -> None:
+        """Stop, then wait for queries still running on the store (handlers are daemon
+        threads), so that whoever closes the store next does not close it under them."""
+        super().stop()
+        with self._idle:
+            self._idle.wait_for(lambda: self._running == 0, timeout=60)
 
     # -- what tests use -------------------------------------------------------------------
 
@@ -271,6 +281,8 @@ class LogAnalyticsLoopback(Outages):
         refusals = shared_analyser().errors(body["query"])
         if refusals:
             return refused(body["query"], refusals)
+        with self._idle:
+            self._running += 1
         try:
             # The service applies the timespan "in addition to any that are specified in
             # the query expression": every table seen through [start, end].
@@ -281,6 +293,10 @@ class LogAnalyticsLoopback(Outages):
             return bad_query(error)
         except Exception as error:  # the loopback's own failure: the service's 500
             return error_answer(500, message=f"{type(error).__name__}: {error}")
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
 
         answer: dict[str, Any] = {"tables": [table(result.columns, result.rows)]}
         with self._lock:
