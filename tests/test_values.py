@@ -18,7 +18,7 @@ from integration_monitoring.telemetry._values import (
     clean_mapping,
     is_secret_key,
     property_string,
-    scrub_text,
+    scrub,
 )
 from integration_monitoring.testing import capture_telemetry
 
@@ -49,7 +49,7 @@ def test_secret_values_inside_text_are_hidden():
         f"posting to https://hooks.slack.com/services/T000/B000/{SECRET}": SECRET,
     }
     for text, secret in cases.items():
-        scrubbed = scrub_text(text)
+        scrubbed = scrub(text)
         assert secret not in scrubbed and REDACTED in scrubbed, scrubbed
 
 

@@ -16,7 +16,7 @@ from opentelemetry._logs import SeverityNumber
 
 from ._context import bound
 from ._metrics import Instruments
-from ._values import clean, clean_mapping, property_string
+from ._values import _UNCHANGED, clean, clean_mapping, property_string, scrub, scrub_labels
 
 LEVELS = {
     "info": (SeverityNumber.INFO, "INFO"),
@@ -101,6 +101,7 @@ class Losses:
 
     def problem(self, name: str, message: str) -> None:
         """Say what is wrong with part `name` of the pipeline (stderr hears it once)."""
+        message = scrub(message)  # shown by /api/health; error texts can carry secrets
         with self._lock:
             new = name not in self._problems
             self._problems[name] = message
@@ -147,7 +148,8 @@ class Losses:
     def _write(self, line: str) -> None:
         try:
             stream = self.stream or sys.stderr
-            stream.write(" ".join(line.split()) + "\n")  # one line, whatever errors say
+            # One line, whatever errors say, and scrubbed like every other text we write.
+            stream.write(" ".join(scrub(line).split()) + "\n")
             stream.flush()
         except Exception:
             pass  # stderr closed: the counts are still there
@@ -207,7 +209,12 @@ class Telemetry:
         integration_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        """Write one event in the seed's schema; returns it, or None if it was dropped."""
+        """Write one event in the seed's schema; returns it, or None if it was dropped.
+
+        Every text in the event (service, operation, ids, metadata keys and values, error
+        texts) has been through `scrub()`, so the stdout line, the local store, Azure and
+        listeners all get the same redacted event.
+        """
         try:
             event, now_ns = self._build(level, service, operation, tenant_id, integration_id,
                                         metadata)
@@ -290,9 +297,9 @@ class Telemetry:
     # -- metrics --------------------------------------------------------------------------
 
     def metric(self, name: str, value: float, labels: dict[str, str]) -> None:
-        """Record one measurement of a seed metric; never raises."""
+        """Record one measurement of a seed metric (label values scrubbed); never raises."""
         try:
-            self.instruments.record(name, value, labels)
+            self.instruments.record(name, value, scrub_labels(labels))
         except Exception:
             self._count("metrics_dropped")
 
@@ -360,8 +367,9 @@ class Telemetry:
 
 
 def _text(value: Any) -> str:
+    """A top-level field (service, operation, tenantId, integrationId) as scrubbed text."""
     if type(value) is str:
-        return value
+        return value if value in _UNCHANGED else scrub(value)  # known-clean ids: a lookup
     if value is None:
         return ""
     cleaned = clean(value)
