@@ -87,3 +87,19 @@ def test_claims_are_not_queued_deliveries(stores):
     store.claim("notice|a-1|Fired", utc_now(), utc_now() + DAY)
     assert store.entries() == []
     assert store.due(utc_now() + 2 * DAY) == []
+
+
+@pytest.mark.parametrize("attempt", range(20))
+def test_instances_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path, attempt):
+    """Instances that start together all open the new file: none is told it is locked."""
+    path = tmp_path / "outbox.sqlite3"
+    now = utc_now()
+    first_calls = [
+        lambda store: store.claim("notice|race|Fired", now, now + DAY),
+        lambda store: store.claimed("notice|race|Fired", now),
+        lambda store: store.entries(),
+        lambda store: store.purge(now),
+    ] * 3
+    with ThreadPoolExecutor(len(first_calls)) as pool:
+        done = list(pool.map(lambda call: call(SqliteOutbox(path)), first_calls))
+    assert done[0::4].count(True) == 1, done

@@ -36,6 +36,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -207,20 +208,34 @@ class SqliteOutbox:
         if not self._ready:
             with self._lock:
                 if not self._ready:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
-                        db.execute("PRAGMA journal_mode=WAL")
-                        db.execute(
-                            "CREATE TABLE IF NOT EXISTS alert_outbox ("
-                            " channel TEXT NOT NULL, key TEXT NOT NULL,"
-                            " alert_id TEXT NOT NULL, next_attempt_at TEXT NOT NULL,"
-                            " version INTEGER NOT NULL, entry TEXT NOT NULL,"
-                            " PRIMARY KEY (channel, key))")
-                        db.execute("CREATE TABLE IF NOT EXISTS alert_claims ("
-                                   " key TEXT PRIMARY KEY, until TEXT NOT NULL)")
+                    self._prepare()
                     self._ready = True
         with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
             yield db
+
+    def _prepare(self) -> None:
+        # Instances that open a new file at once race to switch it to WAL, and SQLite answers
+        # the losers "locked" at once rather than after the busy timeout: try again briefly.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
+                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        db.execute("PRAGMA journal_mode=WAL")
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS alert_outbox ("
+                        " channel TEXT NOT NULL, key TEXT NOT NULL,"
+                        " alert_id TEXT NOT NULL, next_attempt_at TEXT NOT NULL,"
+                        " version INTEGER NOT NULL, entry TEXT NOT NULL,"
+                        " PRIMARY KEY (channel, key))")
+                    db.execute("CREATE TABLE IF NOT EXISTS alert_claims ("
+                               " key TEXT PRIMARY KEY, until TEXT NOT NULL)")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def add(self, entry: PendingDelivery) -> bool:
         with self._db() as db:
