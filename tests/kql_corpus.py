@@ -18,7 +18,6 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import tree_sitter
 import tree_sitter_bicep
@@ -139,7 +138,3 @@ def corpus() -> dict[str, list[tuple[str, str]]]:
             seen.setdefault(text, label)
         found[source] = [(label, text) for text, label in seen.items()]
     return found
-
-
-def describe(counts: dict[str, Any]) -> str:
-    return ", ".join(f"{source}: {count}" for source, count in counts.items())

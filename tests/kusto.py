@@ -94,7 +94,6 @@ class KustoAnalyser:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, encoding="utf-8", bufsize=1)
         self._lock = threading.Lock()
         self._known: dict[str, list[Diagnostic]] = {}  # the loopback sees texts again and again
-        self.analysed = 0
 
     def diagnostics(self, text: str) -> list[Diagnostic]:
         """Everything Kusto.Language reports, plus Log Analytics' own refusals."""
@@ -104,7 +103,6 @@ class KustoAnalyser:
             self._process.stdin.write(json.dumps({"text": text}) + "\n")
             self._process.stdin.flush()
             line = self._process.stdout.readline()
-            self.analysed += 1
         if not line:
             raise RuntimeError("the Kusto.Language process ended")
         answer = json.loads(line)

@@ -3,9 +3,7 @@ questions gets 429s and holds its share of the engine, never all of it (admin/_f
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -22,13 +20,11 @@ from integration_monitoring.app import create_app
 from integration_monitoring.store import TelemetryStore
 
 from .helpers import serve_app
+from .test_access import principal
 
 
 def reader(name: str, tenants: str = "tenant-1") -> dict[str, str]:
-    claims = [{"typ": "name", "val": name}, {"typ": "roles", "val": "Monitoring.Reader"},
-              {"typ": "tenants", "val": tenants}]
-    body = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
-    return {"x-ms-client-principal": base64.b64encode(json.dumps(body).encode()).decode()}
+    return {"x-ms-client-principal": principal("Monitoring.Reader", tenants=tenants, name=name)}
 
 
 # -- the allowances ---------------------------------------------------------------------------

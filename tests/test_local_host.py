@@ -25,7 +25,7 @@ from integration_monitoring.localhost import (
 )
 from integration_monitoring.store import TelemetryStore
 
-from .helpers import ROOT, Server, project_env
+from .helpers import ROOT, Server, ipv6_loopback, project_env
 
 
 def _created(tmp_path) -> int:
@@ -84,17 +84,6 @@ def test_bad_settings_stop_the_host_at_start_with_the_setting_named(tmp_path):
 # -- loopback names: 127.x, localhost and ::1 ---------------------------------------------------
 
 
-def _ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize(("host", "loopback"), [
     ("127.0.0.1", True), ("127.3.4.5", True), ("localhost", True), ("LOCALHOST", True),
     ("::1", True), ("[::1]", True), (" ::1 ", True),
@@ -140,7 +129,7 @@ def test_serve_refuses_every_ipv6_interface_without_a_token(tmp_path, host):
     assert "ADMIN_API_TOKEN" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
 def test_serve_on_the_ipv6_loopback_answers_with_its_limits(tmp_path):
     """`serve --host ::1` starts without a token (::1 is loopback), answers on [::1] with
     the loopback Host check, prints URLs with brackets, and runs the limited server: past

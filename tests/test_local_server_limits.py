@@ -18,12 +18,11 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 
 from integration_monitoring.localhost import LimitedH11Protocol, ServerLimits, server_config
 
-from .helpers import free_port
+from .helpers import free_port, ipv6_loopback, serve_config
 
 DEADLINE_S = 2.0
 LATE_S = 4.0  # how much after its deadline the server may close, on a loaded machine
@@ -66,20 +65,11 @@ def serving(limits: ServerLimits, host: str = "127.0.0.1") -> Iterator[tuple[str
     """The app on `server_config(..., limits=limits)` in a thread; yields its URL."""
     holding = Holding()
     port = free_port()
-    server = uvicorn.Server(server_config(_app(holding), host, port, limits=limits))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://{'[::1]' if ':' in host else host}:{port}", holding
-    finally:
-        holding.release.set()
-        server.should_exit = True
-        thread.join(10)
+    with serve_config(server_config(_app(holding), host, port, limits=limits)):
+        try:
+            yield f"http://{'[::1]' if ':' in host else host}:{port}", holding
+        finally:
+            holding.release.set()  # held requests answer, so the server can stop
 
 
 def _connect(url: str) -> socket.socket:
@@ -228,18 +218,7 @@ def test_when_every_connection_is_busy_a_new_one_is_refused_until_one_frees():
                 sock.close()
 
 
-def _ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
 @pytest.mark.parametrize("host", ["::1", "[::1]"])
 def test_the_limits_hold_on_the_ipv6_loopback(host):
     limits = ServerLimits(header_timeout_s=DEADLINE_S, max_connections=16)
