@@ -11,11 +11,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: How long a test waits for an answer from one of our own servers. An uncached question
+#: takes well under a second on an idle machine and many on a busy one; what a test means
+#: by "fast" it measures otherwise, and pytest-timeout ends a real hang.
+PATIENT = httpx.Timeout(60.0, connect=10.0)
+http_get = partial(httpx.get, timeout=PATIENT)
+http_post = partial(httpx.post, timeout=PATIENT)
+http_stream = partial(httpx.stream, timeout=PATIENT)
 
 
 def free_port() -> int:
@@ -65,7 +74,7 @@ class Server:
         raise TimeoutError("server did not become ready")
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, headers=self.headers, timeout=10)
+        return http_get(self.url + path, headers=self.headers)
 
     def wait_for(self, predicate, timeout: float = 60.0, interval: float = 0.2):
         """Poll until predicate(self) is truthy; returns its value."""

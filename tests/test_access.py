@@ -21,7 +21,16 @@ from integration_monitoring.admin._access import AccessDenied
 from integration_monitoring.app import create_app
 from integration_monitoring.store import TelemetryStore
 
-from .helpers import ROOT, Server, project_env, serve_app
+from .helpers import (
+    PATIENT,
+    ROOT,
+    Server,
+    http_get,
+    http_post,
+    http_stream,
+    project_env,
+    serve_app,
+)
 
 # Recent, so that acknowledging (which looks back from the real clock) finds the alerts.
 NOW = dt.datetime.now(dt.UTC).replace(tzinfo=None, second=0, microsecond=0)
@@ -110,8 +119,8 @@ def entra(store) -> Iterator[str]:
 
 
 def get(url: str, path: str, headers: dict[str, str], **params: str) -> httpx.Response:
-    return httpx.get(f"{url}/api/admin/{path}", headers=headers,
-                     params={"until": UNTIL, "window": "24h", **params}, timeout=30)
+    return http_get(f"{url}/api/admin/{path}", headers=headers,
+                     params={"until": UNTIL, "window": "24h", **params})
 
 
 def strings(value: object) -> Iterator[str]:
@@ -194,8 +203,8 @@ def test_asking_for_another_tenant_is_forbidden_and_named(entra):
 def test_the_stream_is_scoped_to_the_reader(entra):
     """The stream's snapshot for a reader counts only its tenant's jobs."""
     def snapshot(headers: dict[str, str]) -> dict:
-        with httpx.stream("GET", f"{entra}/api/admin/integrations/stream", headers=headers,
-                          params={"until": UNTIL}, timeout=30) as response:
+        with http_stream("GET", f"{entra}/api/admin/integrations/stream", headers=headers,
+                          params={"until": UNTIL}) as response:
             assert response.status_code == 200
             for line in response.iter_lines():
                 if line.startswith('data: {"fingerprint"'):
@@ -211,14 +220,14 @@ def test_the_stream_is_scoped_to_the_reader(entra):
 
 def test_readers_cannot_acknowledge_and_admins_are_recorded_by_name(entra, store):
     """Acknowledging is for admins; the signed-in name is recorded, not the body's `by`."""
-    refused = httpx.post(f"{entra}/api/admin/alerts/alert-a/ack", headers=READER_A,
+    refused = http_post(f"{entra}/api/admin/alerts/alert-a/ack", headers=READER_A,
                          json={"by": "me"})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "read_only"
     # the event is written through the process's telemetry, which is not this store, so only
     # the answer is checked here (the acknowledgement path itself is tested elsewhere)
-    done = httpx.post(f"{entra}/api/admin/alerts/alert-a/ack", headers={
+    done = http_post(f"{entra}/api/admin/alerts/alert-a/ack", headers={
         "x-ms-client-principal": principal("Monitoring.Admin", name="lead@example.com")},
-        json={"by": "someone else"}, timeout=30)
+        json={"by": "someone else"})
     assert done.status_code == 200, done.text
     assert done.json()["acknowledgedBy"] == "lead@example.com"
 
@@ -252,7 +261,7 @@ def test_tenant_claims_may_list_several_tenants(entra):
 
 
 def test_metrics_are_for_admins_only(entra):
-    response = httpx.get(f"{entra}/metrics", headers=READER_A)
+    response = http_get(f"{entra}/metrics", headers=READER_A)
     assert response.status_code == 403 and response.json()["error"]["code"] == "admins_only"
 
 
@@ -278,14 +287,14 @@ def test_an_anonymous_call_to_any_route_is_refused(store, access):
     assert len(routes) >= 11  # the endpoints, stream, alerts, ack, me, health, metrics
     with serve_app(app) as url:
         for method, path in routes:
-            response = httpx.request(method, url + path, timeout=30)
+            response = httpx.request(method, url + path, timeout=PATIENT)
             assert response.status_code == 401, (method, path, response.text)
             assert response.json()["error"]["code"] == "unauthenticated"
-        relay = httpx.post(url + "/api/alerts/relay", json={})
+        relay = http_post(url + "/api/alerts/relay", json={})
         assert relay.status_code in (401, 503)
         # and the public shell still loads, telling the page how to sign its calls
-        assert httpx.get(url + "/dashboard").status_code == 200
-        assert httpx.get(url + "/dashboard/access.json").json()["mode"] == access.mode
+        assert http_get(url + "/dashboard").status_code == 200
+        assert http_get(url + "/dashboard/access.json").json()["mode"] == access.mode
 
 
 def test_bearer_token_mode_checks_the_token(store):
@@ -340,7 +349,7 @@ def test_serve_refuses_to_bind_beyond_loopback_without_a_token(tmp_path):
 def test_serve_with_a_token_requires_it(tmp_path):
     """With ADMIN_API_TOKEN, the local server refuses anonymous calls and serves bearers."""
     with Server(tmp_path, "--no-demo", ADMIN_API_TOKEN="local-token-123") as server:
-        assert httpx.get(server.url + "/api/health").status_code == 401
+        assert http_get(server.url + "/api/health").status_code == 401
         assert server.get("/api/health").status_code == 200
         assert server.get("/dashboard/access.json").json() == {"mode": "token",
                                                               "credential": "bearer"}
@@ -351,11 +360,11 @@ def test_every_answer_carries_the_baseline_headers(entra):
     for path, headers in (("/api/admin/integrations/stats", ADMIN),
                           ("/api/admin/integrations/stats", {}),
                           ("/api/health", READER_A)):
-        response = httpx.get(entra + path, headers=headers, params={"until": UNTIL})
+        response = http_get(entra + path, headers=headers, params={"until": UNTIL})
         assert response.headers["cache-control"] == "no-store", path
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "no-referrer"
-    asset = httpx.get(entra + "/dashboard/static/dashboard.js")
+    asset = http_get(entra + "/dashboard/static/dashboard.js")
     assert asset.headers["cache-control"] == "no-cache"
     assert asset.headers["content-security-policy"].startswith("default-src 'self'")
 
@@ -364,15 +373,15 @@ def test_serve_without_a_token_answers_only_loopback_names(tmp_path):
     """A page elsewhere whose name resolves to 127.0.0.1 cannot read the open local app."""
     with Server(tmp_path, "--no-demo") as server:
         assert server.get("/api/health").status_code == 200
-        rebound = httpx.get(server.url + "/api/health",
+        rebound = http_get(server.url + "/api/health",
                             headers={"Host": f"attacker.example:{server.port}"})
         assert rebound.status_code == 400
         assert "telemetry" not in rebound.text  # none of the health answer
 
 
 def test_a_readers_health_check_shows_no_shared_details(entra):
-    reader = httpx.get(entra + "/api/health", headers=READER_A).json()
-    admin = httpx.get(entra + "/api/health", headers=ADMIN).json()
+    reader = http_get(entra + "/api/health", headers=READER_A).json()
+    admin = http_get(entra + "/api/health", headers=ADMIN).json()
     assert reader == {"status": "ok"}
     assert {"telemetry", "dropped", "alertOutbox"} <= set(admin)
 

@@ -13,7 +13,6 @@ import json
 import threading
 import time
 
-import httpx
 import jsonschema
 import pytest
 import uvicorn
@@ -37,7 +36,7 @@ from integration_monitoring.demo import run_demo
 from integration_monitoring.store import StoreLogExporter, TelemetryStore
 from integration_monitoring.telemetry import use
 
-from .helpers import free_port
+from .helpers import free_port, http_get, http_post
 from .loopback.capture import CaptureServer
 
 NOW_NS = 1_790_000_000 * 10**9
@@ -180,8 +179,8 @@ def test_a_duplicate_delivery_is_dropped(world, story):
     """Posting an alert's payload again notifies nobody a second time."""
     slack_before = len(world["slack"].bodies)
     pagerduty_before = len(world["pagerduty"].bodies)
-    response = httpx.post(world["url"] + "/api/alerts/relay", json=story["posted"][-1],
-                          headers={"x-relay-secret": SECRET}, timeout=10)
+    response = http_post(world["url"] + "/api/alerts/relay", json=story["posted"][-1],
+                          headers={"x-relay-secret": SECRET})
     assert response.status_code == 202
     assert response.json()["duplicate"] is True
     assert len(world["slack"].bodies) == slack_before
@@ -193,7 +192,7 @@ def test_alerts_api_lists_history_and_acknowledges(world, story, redelivered):
     channels in the end; ack is recorded."""
     until = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     url = world["url"] + "/api/admin/alerts"
-    body = httpx.get(url, params={"until": until}, timeout=30).json()
+    body = http_get(url, params={"until": until}).json()
     by_adapter = {a["dimensions"].get("adapterType"): a for a in body["alerts"]}
     zendesk = by_adapter["zendesk"]
     assert zendesk["state"] == "resolved" and zendesk["ruleId"] == "high-sync-failure-rate"
@@ -201,20 +200,20 @@ def test_alerts_api_lists_history_and_acknowledges(world, story, redelivered):
         a["alertId"]: {"slack": "delivered", "pagerduty": "delivered"} for a in body["alerts"]}
     assert zendesk["runbookUrl"].endswith("docs/runbooks/high-sync-failure-rate.md")
     # when one is acknowledged
-    ack = httpx.post(f"{url}/{zendesk['alertId']}/ack", json={"by": "ops@example.com",
+    ack = http_post(f"{url}/{zendesk['alertId']}/ack", json={"by": "ops@example.com",
                                                               "note": "provider outage"})
     assert ack.status_code == 200, ack.text
     # then the listing shows who acknowledged it
-    after = httpx.get(url, params={"until": until}, timeout=30).json()
+    after = http_get(url, params={"until": until}).json()
     acked = next(a for a in after["alerts"] if a["alertId"] == zendesk["alertId"])
     assert (acked["acknowledgedBy"], acked["ackNote"]) == ("ops@example.com", "provider outage")
-    assert httpx.post(f"{url}/no-such-alert/ack", json={}).status_code == 404
-    assert httpx.post(f"{url}/bad id!/ack", json={}).status_code in (400, 404)
-    bad_body = httpx.post(f"{url}/{zendesk['alertId']}/ack", content=b"{nope",
+    assert http_post(f"{url}/no-such-alert/ack", json={}).status_code == 404
+    assert http_post(f"{url}/bad id!/ack", json={}).status_code in (400, 404)
+    bad_body = http_post(f"{url}/{zendesk['alertId']}/ack", content=b"{nope",
                           headers={"Content-Type": "application/json"})
     assert bad_body.status_code == 400
     # and a form or plain-text POST, which another site could send unasked, is refused
-    plain = httpx.post(f"{url}/{zendesk['alertId']}/ack", content=b'{"by": "x"}',
+    plain = http_post(f"{url}/{zendesk['alertId']}/ack", content=b'{"by": "x"}',
                        headers={"Content-Type": "text/plain"})
     assert plain.status_code == 415
     assert plain.json()["error"]["code"] == "unsupported_media_type"

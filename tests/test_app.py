@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from integration_monitoring import adapter_request, record_queue_depth, sync_job
@@ -15,7 +14,7 @@ from integration_monitoring.store import TelemetryStore
 from integration_monitoring.telemetry._prometheus import SeedPrometheusReader
 from integration_monitoring.testing import capture_telemetry
 
-from .helpers import ROOT, Server, project_env
+from .helpers import ROOT, Server, http_get, project_env
 
 
 def test_serve_answers_liveness_and_metrics_and_stores_its_events(tmp_path):
@@ -23,9 +22,9 @@ def test_serve_answers_liveness_and_metrics_and_stores_its_events(tmp_path):
     # given the local app running as `make run` starts it
     with Server(tmp_path, "--no-demo") as server:
         # when liveness and a scrape are asked for
-        health = httpx.get(server.url + "/api/health").json()
-        scrape = httpx.get(server.url + "/metrics")
-        openapi = httpx.get(server.url + "/api/openapi.json")
+        health = http_get(server.url + "/api/health").json()
+        scrape = http_get(server.url + "/metrics")
+        openapi = http_get(server.url + "/api/openapi.json")
         code = server.stop()
     # then both answer, and the startup event was stored when the server stopped
     assert code in (0, -15), server.stderr  # uvicorn re-raises SIGTERM after shutdown

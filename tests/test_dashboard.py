@@ -3,7 +3,9 @@ local app with demo data, one server and one browser for the whole module."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -19,11 +21,13 @@ from playwright.sync_api import (
 )
 
 from integration_monitoring.admin import Access, LocalBackend, LogAnalyticsBackend
+from integration_monitoring.alerts import rule_by_id
+from integration_monitoring.alerts._payload import build_log_alert
 from integration_monitoring.app import create_app
 from integration_monitoring.demo import run_demo
 from integration_monitoring.store import TelemetryStore
 
-from .helpers import Server, serve_app
+from .helpers import Server, http_post, serve_app
 from .loopback.loganalytics import LogAnalyticsLoopback
 from .screenshot import launch
 from .test_access import READER_A, two_tenant_store
@@ -37,6 +41,7 @@ pytestmark = [
 
 VIEWPORT = {"width": 1280, "height": 720}
 TOKEN = "dashboard-test-token-8d1f"
+RELAY_SECRET = "dashboard-test-relay-secret"
 # A tab signed in before the page runs, as after the sign-in form (tested on its own).
 SIGNED_IN = f"sessionStorage.setItem('integration-monitoring.credential', '{TOKEN}')"
 ADAPTERS = ("hubspot", "pipedrive", "salesforce", "zendesk")
@@ -160,7 +165,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     """The local host with two hours of demo history, its demo running live; its API wants
     a bearer token, as anywhere ADMIN_API_TOKEN is set."""
     with Server(tmp_path_factory.mktemp("dashboard"), "--hours", "2",
-                ADMIN_API_TOKEN=TOKEN) as server:
+                ADMIN_API_TOKEN=TOKEN, ALERT_RELAY_SECRET=RELAY_SECRET) as server:
         server.wait_for(lambda s: s.get("/api/health").json()["host"]["demo"] == "live",
                         timeout=120)
         yield server
@@ -323,12 +328,21 @@ def test_a_live_update_arrives_without_a_reload(server, dashboard):
     page.wait_for_function("() => Number(document.body.dataset.snapshots) >= 1")
     first = dashboard.dataset("lastSnapshot")
     page.evaluate("() => { window.sameDocument = true; }")
-    # when new telemetry arrives: the live demo keeps writing (a relay call without the secret
-    # no longer writes an event: anyone could drive ingestion with it)
+    # when new telemetry arrives: a resolved notice through the relay writes an event now,
+    # whatever the live demo happens to write meanwhile
+    rule = rule_by_id("integration-stale")
+    now = dt.datetime.now(dt.UTC)
+    notice = build_log_alert(rule, condition="Resolved",
+                             dimensions={"integrationId": "live-1", "tenantId": "acme"},
+                             value=None, window_start=now - rule.window, window_end=now,
+                             fired_at=now, resolved_at=now, alert_id=str(uuid.uuid4()))
+    relayed = http_post(server.url + "/api/alerts/relay", json=notice,
+                   headers={"x-relay-secret": RELAY_SECRET})
+    assert relayed.status_code == 202, relayed.text
     # then a second snapshot with a new fingerprint comes over the open stream
     page.wait_for_function(
         "(first) => Number(document.body.dataset.snapshots) >= 2"
-        " && document.body.dataset.lastSnapshot !== first", arg=first, timeout=30_000)
+        " && document.body.dataset.lastSnapshot !== first", arg=first, timeout=60_000)
     second = dashboard.dataset("lastSnapshot")
     assert int(second.split("@")[0]) > int(first.split("@")[0])
     # and the panels are refreshed after it, in the same document

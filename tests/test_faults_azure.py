@@ -33,7 +33,7 @@ from integration_monitoring.queues import ServiceBusDepths, jobs
 from integration_monitoring.schedules import QUEUE_SAMPLER
 from integration_monitoring.store import TelemetryStore
 
-from .helpers import serve_app
+from .helpers import http_get, serve_app
 from .loopback.loganalytics import PARTIAL_DETAIL, LogAnalyticsLoopback
 from .loopback.servicebus import ServiceBusLoopback
 
@@ -78,8 +78,7 @@ def faults(workspace: LogAnalyticsLoopback) -> Iterator[LogAnalyticsLoopback]:
 def expected(store: TelemetryStore) -> dict[str, dict[str, Any]]:
     """What the local store says, through the app on the local backend: the full answers."""
     with serve_app(create_app(backend=LocalBackend(store))) as url:
-        return {path: _without_backend(httpx.get(url + path, params={"until": UNTIL},
-                                                 timeout=30).json())
+        return {path: _without_backend(http_get(url + path, params={"until": UNTIL}).json())
                 for path in (HEALTH, STATS)}
 
 
@@ -91,7 +90,7 @@ class Admin:
     waits: list[float] = field(default_factory=list)
 
     def get(self, path: str, until: str = UNTIL) -> httpx.Response:
-        return httpx.get(self.url + path, params={"until": until}, timeout=30)
+        return http_get(self.url + path, params={"until": until})
 
 
 @pytest.fixture
@@ -176,7 +175,7 @@ def test_throttling_longer_than_the_app_waits_is_passed_on_at_once(faults, admin
     response = app.get(HEALTH)
     # then the caller is told to come back in 120 s, without the app waiting or retrying
     error = assert_unavailable(response)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 60  # not the 120 s asked for (and no wait at all)
     assert response.headers["retry-after"] == "120"
     assert "429" in error["message"]
     assert app.waits == []
@@ -217,8 +216,10 @@ OUTAGES = [
            {"retries": 1}, requests=2, waits=1, retry_after="30"),
     Outage("slower-than-the-server-timeout", lambda w: w.delay(1.5),
            {"retries": 2, "server_timeout_s": 1}, requests=1, waits=0, retry_after="60"),
-    Outage("slower-than-the-read-timeout", lambda w: w.delay(3),
-           {"retries": 2, "read_timeout": 2}, requests=1, waits=0, retry_after="60"),
+    # stalled until healed: the read timeout ends the wait however busy the machine, and it
+    # leaves a loaded machine the time to answer the question again once the fault is over
+    Outage("slower-than-the-read-timeout", lambda w: w.stall(),
+           {"retries": 2, "read_timeout": 6}, requests=1, waits=0, retry_after="60"),
     Outage("connection-refused", lambda w: w.go_down(), {"retries": 2},
            requests=0, waits=2, retry_after="30"),
 ]
@@ -244,7 +245,7 @@ def test_an_unavailable_engine_is_a_503_and_recovery_is_immediate(faults, admin,
         assert response.headers["retry-after"] == outage.retry_after
     assert len(faults.requests) == outage.requests
     assert len(app.waits) == outage.waits
-    assert took < 4
+    assert took < 30  # no hang: at most a 6 s read timeout, or 2 s of waits, plus the load
     # when the fault ends and the same question is asked again, within the cache's TTL
     faults.reset()
     again = app.get(HEALTH)
@@ -436,8 +437,9 @@ def test_an_unreachable_namespace_is_counted_for_every_queue_then_recovers(bus, 
     # when the timer fires
     started = time.monotonic()
     result = QUEUE_SAMPLER.run()
-    # then it returns promptly, having recorded nothing and asked nothing
-    assert time.monotonic() - started < 3
+    # then it returns promptly (retrying three queues would take tens of seconds), having
+    # recorded nothing and asked nothing
+    assert time.monotonic() - started < 10
     assert result.depths == []
     assert bus.requests == []
     assert captured.series("service_bus_queue_depth") == []

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,7 +24,7 @@ from integration_monitoring.localhost import (
 )
 from integration_monitoring.store import TelemetryStore
 
-from .helpers import ROOT, Server, ipv6_loopback, project_env
+from .helpers import ROOT, Server, http_get, ipv6_loopback, project_env
 
 
 def _created(tmp_path) -> int:
@@ -138,7 +137,7 @@ def test_serve_on_the_ipv6_loopback_answers_with_its_limits(tmp_path):
     server.url = f"http://[::1]:{server.port}"
     with server:
         assert server.get("/api/health").json()["status"] == "ok"
-        rebound = httpx.get(server.url + "/api/health", headers={"Host": "attacker.example"})
+        rebound = http_get(server.url + "/api/health", headers={"Host": "attacker.example"})
         assert rebound.status_code == 400
         flood = [socket.create_connection(("::1", server.port), timeout=10)
                  for _ in range(ServerLimits().max_connections + 5)]

@@ -34,7 +34,7 @@ from integration_monitoring.alerts._relay import (
 )
 from integration_monitoring.app import create_app
 
-from .helpers import serve_app
+from .helpers import http_get, http_post, serve_app
 from .test_alert_relay import alert
 
 SECRET = "relay-secret-for-edge-tests"
@@ -266,8 +266,7 @@ def test_an_internal_error_is_500_json_with_the_baseline_headers(caplog):
 def test_an_internal_error_on_the_wire_carries_the_baseline_headers():
     """The same over uvicorn: what leaves the socket is the JSON 500 with the headers."""
     with serve_app(create_app(deliverer_factory=Broken)) as url:
-        response = httpx.post(url + RELAY, json=alert(), headers={"x-relay-secret": SECRET},
-                              timeout=10)
+        response = http_post(url + RELAY, json=alert(), headers={"x-relay-secret": SECRET})
     assert_error(response, 500, "internal_error", "unexpected error")
 
 
@@ -381,7 +380,7 @@ def test_a_300_mb_post_is_refused_without_being_buffered(case):
     head, chunked, status = CASES[case]
     counting = CountingReceive(create_app(deliverer_factory=NoDelivery))
     with serve_app(counting) as url:
-        httpx.get(url + "/api/health", timeout=10)  # warm: imports and first-request state
+        http_get(url + "/api/health")  # warm: imports and first-request state
         rss_before = _reset_peak_rss()
         tracemalloc.start()
         try:
@@ -408,12 +407,11 @@ def test_a_300_mb_post_is_refused_without_being_buffered(case):
 def test_a_normal_sender_gets_the_413_and_the_server_goes_on():
     """httpx streaming a 300 MB generator (chunked) reads the 413; the next alert works."""
     with serve_app(create_app(deliverer_factory=NoDelivery)) as url:
-        response = httpx.post(url + RELAY, content=_chunks(HUGE),
-                              headers={"x-relay-secret": SECRET}, timeout=10)
+        response = http_post(url + RELAY, content=_chunks(HUGE),
+                              headers={"x-relay-secret": SECRET})
         assert_error(response, 413, "body_too_large", f"over {MAX_BODY} bytes")
         assert response.headers["connection"] == "close"
-        after = httpx.post(url + RELAY, content=b"[]", headers={"x-relay-secret": SECRET},
-                           timeout=10)
+        after = http_post(url + RELAY, content=b"[]", headers={"x-relay-secret": SECRET})
         assert_error(after, 400, "invalid_alert", "JSON object")
 
 
@@ -422,8 +420,8 @@ def test_a_body_just_at_the_limit_is_read():
     body = b" " * (MAX_BODY - 2) + b"[]"
     with serve_app(create_app(deliverer_factory=NoDelivery)) as url:
         for content in (body, iter([body[:1000], body[1000:]])):
-            response = httpx.post(url + RELAY, content=content,
-                                  headers={"x-relay-secret": SECRET}, timeout=10)
+            response = http_post(url + RELAY, content=content,
+                                  headers={"x-relay-secret": SECRET})
             assert_error(response, 400, "invalid_alert", "JSON object")
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,14 +11,20 @@ import pytest
 from integration_monitoring.admin import SharedQueries
 
 
+def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Wait for `condition`, however busy the machine; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
 def test_hundred_concurrent_callers_cause_one_computation():
     """100 callers asking the same question at once wait for a single computation."""
     cache = SharedQueries(ttl_s=15)
-    started = threading.Event()
 
     def slow() -> str:
-        started.set()
-        time.sleep(0.2)
+        until(lambda: cache.waiting == 99)  # every other caller is waiting for this one
         return "answer"
 
     with ThreadPoolExecutor(max_workers=100) as pool:
@@ -44,7 +50,7 @@ def test_errors_reach_every_waiter_and_are_not_cached():
     cache = SharedQueries(ttl_s=10)
 
     def boom() -> None:
-        time.sleep(0.1)
+        until(lambda: cache.waiting == 9)
         raise RuntimeError("backend down")
 
     with ThreadPoolExecutor(max_workers=10) as pool:
@@ -53,7 +59,7 @@ def test_errors_reach_every_waiter_and_are_not_cached():
             with pytest.raises(RuntimeError):
                 future.result()
     assert cache.get("k", lambda: "ok") == "ok"
-    assert cache.calls == 2
+    assert (cache.calls, cache.waiting) == (2, 0)
 
 
 def test_the_cache_stays_bounded():

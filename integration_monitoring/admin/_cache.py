@@ -35,6 +35,7 @@ class SharedQueries:
         self.max_entries = max_entries
         self.clock = clock
         self.calls = 0  # backend computations, for tests and benchmarks
+        self.waiting = 0  # callers waiting right now for another's computation
         self._entries: dict[Hashable, tuple[float, Any]] = {}  # key: (expires at, value)
         self._flights: dict[Hashable, _Flight] = {}
         self._lock = threading.Lock()
@@ -48,8 +49,14 @@ class SharedQueries:
             leader = flight is None
             if leader:
                 flight = self._flights[key] = _Flight()
+            else:
+                self.waiting += 1
         if not leader:
-            flight.done.wait()
+            try:
+                flight.done.wait()
+            finally:
+                with self._lock:
+                    self.waiting -= 1
             if flight.error is not None:
                 raise flight.error
             return flight.value

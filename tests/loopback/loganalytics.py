@@ -35,7 +35,8 @@ Tests inject faults, and switch them off again, with:
 - `partial_next(n)` / `partial_always()`: the rows plus a `PartialError` beside them,
   which the SDK turns into `LogsQueryPartialResult`.
 - `delay(s)`: a stall; one longer than the request's `Prefer: wait=N` ends in the
-  service's 504, as the service cancels a query at its server timeout.
+  service's 504, as the service cancels a query at its server timeout. `stall()`: a stall
+  that lasts until `reset`, longer than any client waits, however busy the machine.
 - `go_down()` / `come_up()`: the endpoint refuses connections, then listens again on the
   same port.
 - `reset()`: all of the above off. One-off faults are used before standing ones.
@@ -141,6 +142,7 @@ class LogAnalyticsLoopback(Outages):
         self._standing_failure: _Failure | None = None
         self._standing_partial: str | None = None
         self._delay_s = 0.0
+        self._healed = threading.Event()  # set by `reset`: ends the stalls under way
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
@@ -209,6 +211,11 @@ class LogAnalyticsLoopback(Outages):
         """Stall every following answer by `seconds` (0 to stop stalling)."""
         with self._lock:
             self._delay_s = seconds
+            self._healed.clear()
+
+    def stall(self) -> None:
+        """Stall every following answer until `reset`."""
+        self.delay(math.inf)
 
     def reset(self) -> None:
         """Switch every fault off: pending and standing ones, delays, an outage (recorded
@@ -219,9 +226,20 @@ class LogAnalyticsLoopback(Outages):
             self._standing_failure = None
             self._standing_partial = None
             self._delay_s = 0.0
+            self._healed.set()
         self.come_up()
 
     # -- called by the handler ------------------------------------------------------------
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait `seconds`, or less if healed meanwhile; True when the server is stopping."""
+        deadline = time.monotonic() + seconds
+        while not self._healed.is_set():
+            if self._stopping.wait(min(0.05, deadline - time.monotonic())):
+                return True
+            if time.monotonic() >= deadline:
+                break
+        return self._stopping.is_set()
 
     def _answer(self, method: str, raw_path: str, headers: dict[str, str],
                 raw_body: bytes) -> tuple[int, dict[str, str], dict[str, Any] | str] | None:
@@ -267,7 +285,7 @@ class LogAnalyticsLoopback(Outages):
         wait_s = _server_timeout(headers.get("prefer", ""))
         if delay_s:
             stalled = min(delay_s, wait_s) if wait_s is not None else delay_s
-            if self._stopping.wait(stalled):
+            if self._wait(stalled):
                 return None
             if wait_s is not None and delay_s > wait_s:
                 return error_answer(GATEWAY_TIMEOUT)
