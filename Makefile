@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-VENDOR := dashboard/vendor/chart.umd.js
+DASHBOARD := integration_monitoring/admin/dashboard
+VENDOR := $(DASHBOARD)/vendor/chart.umd.js
 MICROSOFT := tests/microsoft/node_modules/.package-lock.json
 CHROMIUM := /usr/bin/chromium
 PROMTOOL := /usr/bin/promtool
@@ -14,10 +15,10 @@ PROMTOOL := /usr/bin/promtool
 venv: $(STAMP)
 
 # Front-end dependencies from the npm registry, served by the app (no CDN).
-$(VENDOR): dashboard/package.json dashboard/package-lock.json
-	cd dashboard && npm ci --no-audit --no-fund --silent
-	mkdir -p dashboard/vendor
-	cp dashboard/node_modules/chart.js/dist/chart.umd.js $@
+$(VENDOR): $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund --silent
+	mkdir -p $(DASHBOARD)/vendor
+	cp $(DASHBOARD)/node_modules/chart.js/dist/chart.umd.js $@
 
 # Microsoft's own checkers for the tests, from the npm registry: Kusto.Language (the KQL
 # analyser behind Log Analytics) and Azurite (the Storage emulator).
@@ -59,5 +60,5 @@ screenshot: $(STAMP) $(VENDOR) $(CHROMIUM)
 	$(BIN)/python -m tests.screenshot docs/dashboard.png
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache dashboard/node_modules dashboard/vendor \
+	rm -rf $(VENV) .data .pytest_cache $(DASHBOARD)/node_modules $(DASHBOARD)/vendor \
 		tests/microsoft/node_modules

@@ -65,7 +65,7 @@ PAGE = (
     ("access.json", "/dashboard/access.json", "application/json"),  # how to sign calls
     ("me", "/api/admin/me", "application/json"),  # who is signed in
 )
-CHART_JS = ROOT / "dashboard" / "vendor" / "chart.umd.js"
+CHART_JS = ROOT / "integration_monitoring" / "admin" / "dashboard" / "vendor" / "chart.umd.js"
 #: What refresh() fetches (dashboard.js), with the parameters it adds when no filter is set.
 PANELS = (
     ("stats", f"{PREFIX}/stats", {}),

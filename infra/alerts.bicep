@@ -1,11 +1,12 @@
 // Alerts alone, for an existing Log Analytics workspace: the action groups and one log search
-// alert rule per entry of infra/alert-rules.json, deployed into the current resource group.
+// alert rule per entry of integration_monitoring/alerts/rules.json, deployed into the current
+// resource group.
 // infra/main.bicep deploys the same two modules as part of the whole stack.
 //
 //   az deployment group create -g <resource group> -f infra/alerts.bicep \
 //     -p workspaceName=<workspace> relayUrl=https://<app host>/api/alerts/relay \
 //        relaySecret=<secret> relayFunctionKey=<function key> alertEmails='["oncall@example.com"]' \
-//        runbookBaseUrl=https://github.com/<org>/<repo>/blob/main
+//        runbookBaseUrl=https://<app host>
 //
 // relaySecret is a secure parameter: pass it from a Key Vault reference in a parameters file or
 // from the environment, never from a committed file.
@@ -32,7 +33,7 @@ param relayFunctionKey string = ''
 @description('Addresses that receive the critical alerts by email.')
 param alertEmails array = []
 
-@description('Base address of the runbooks (docs/runbooks/<id>.md is appended); empty keeps the repository path.')
+@description('Base address that serves the runbooks (docs/runbooks/<id>.md is appended), such as the Function app\'s https://<host>; empty leaves the bare path.')
 param runbookBaseUrl string = ''
 
 @description('Prefix of the rule and action group names.')

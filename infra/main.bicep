@@ -15,7 +15,7 @@
 //     app so that it starts with the access it needs;
 //   - the Service Bus namespace the sampler reads: an existing one, or a new one with its queues
 //     when createServiceBus is true (servicebus.bicep);
-//   - the action groups and one log search alert rule per entry of infra/alert-rules.json
+//   - the action groups and one log search alert rule per entry of integration_monitoring/alerts/rules.json
 //     (action-groups.bicep, alert-rules.bicep, as infra/alerts.bicep deploys them alone);
 //   - an Azure Workbook with the dashboard's components, from the same KQL files (workbook.bicep).
 // No secret has a default or lands in an output: they come in as secure parameters (from the
@@ -107,7 +107,7 @@ param pagerDutyEventsUrl string = 'https://events.pagerduty.com/v2/enqueue'
 @description('Addresses that receive the critical alerts by email.')
 param alertEmails array = []
 
-@description('Base address of the runbooks (docs/runbooks/<id>.md is appended): alert rules and RUNBOOK_BASE_URL; empty keeps repository paths.')
+@description('Base address that serves the runbooks (docs/runbooks/<id>.md is appended), for the alert rules and RUNBOOK_BASE_URL; empty: the Function app, which serves them itself.')
 param runbookBaseUrl string = ''
 
 @description('Resource id of an Azure Monitor workspace (managed Prometheus) that receives /metrics; set it to deploy the Prometheus rule groups. Empty: none.')
@@ -288,6 +288,8 @@ module functionApp 'modules/function-app.bicep' = {
 }
 
 var relayUrl = 'https://${functionApp.outputs.defaultHostName}/api/alerts/relay'
+// The app serves the runbooks it links to, so by default the alerts link there too.
+var runbookBase = empty(runbookBaseUrl) ? 'https://${functionApp.outputs.defaultHostName}' : runbookBaseUrl
 
 module actionGroups 'modules/action-groups.bicep' = {
   name: '${namePrefix}-action-groups'
@@ -308,7 +310,7 @@ module alertRules 'modules/alert-rules.bicep' = {
     location: location
     criticalActionGroupId: actionGroups.outputs.criticalActionGroupId
     notifyActionGroupId: actionGroups.outputs.notifyActionGroupId
-    runbookBaseUrl: runbookBaseUrl
+    runbookBaseUrl: runbookBase
     enabled: alertsEnabled
     skipQueryValidation: skipQueryValidation
     namePrefix: namePrefix
@@ -354,7 +356,7 @@ module prometheusRules 'modules/prometheus-rules.bicep' = if (!empty(azureMonito
   params: {
     azureMonitorWorkspaceId: azureMonitorWorkspaceId
     location: location
-    runbookBaseUrl: runbookBaseUrl
+    runbookBaseUrl: runbookBase
     enabled: alertsEnabled
     namePrefix: namePrefix
     tags: tags

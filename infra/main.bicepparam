@@ -36,7 +36,8 @@ param queueSampleSchedule = '0 * * * * *'
 param alertEmails = [
   'integrations-oncall@example.com'
 ]
-param runbookBaseUrl = 'https://github.com/contoso/integration-monitoring/blob/main'
+// Empty: alerts link to the runbooks the Function app serves (docs/runbooks/<id>.md).
+param runbookBaseUrl = ''
 
 // Secrets: from the environment only.
 param relaySecret = readEnvironmentVariable('ALERT_RELAY_SECRET')

@@ -8,7 +8,7 @@ the corpus by itself:
 - the alert rules, as `alert-rules.bicep` joins their lines;
 - the workbook's tiles, as `workbook.bicep` builds them and Workbooks substitutes them;
 - the Grafana panels, with the data source's macros substituted both ways Grafana writes them;
-- every `kql` or `kusto` fenced block in the README and `docs/`.
+- every `kql` or `kusto` fenced block in the README, `docs/` and the runbooks.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import tree_sitter_bicep
 from integration_monitoring.admin._backends import Answer
 from integration_monitoring.admin._filters import ENDPOINTS, parse_filters
 from integration_monitoring.admin._service import AdminService
+from integration_monitoring.alerts import RULES_FILE, RUNBOOKS
 
 from .helpers import ROOT
 
@@ -81,7 +82,7 @@ def admin_texts() -> Iterator[tuple[str, str]]:
 
 
 def alert_rule_texts() -> Iterator[tuple[str, str]]:
-    rules = json.loads((ROOT / "infra" / "alert-rules.json").read_text())["rules"]
+    rules = json.loads(RULES_FILE.read_text())["rules"]
     for rule in rules:
         yield f"alert rule {rule['id']}", "\n".join(rule["query"])  # join(rule.query, '\n')
 
@@ -120,7 +121,8 @@ def grafana_texts() -> Iterator[tuple[str, str]]:
 
 
 def document_texts() -> Iterator[tuple[str, str]]:
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
+                 *sorted(RUNBOOKS.glob("*.md"))]:
         for number, match in enumerate(FENCE.finditer(path.read_text())):
             yield f"{path.relative_to(ROOT)} block {number + 1}", match.group(1)
 

@@ -356,7 +356,7 @@ def test_malformed_bodies_are_400_naming_the_problem(client, slack, body, code, 
 
 
 def test_unknown_rule_is_422(client, slack):
-    """An alert for a rule that is not in infra/alert-rules.json is refused with 422."""
+    """An alert for a rule that is not in the rules list is refused with 422."""
     # given an alert whose custom properties name an unknown rule
     body = alert()
     body["data"]["customProperties"]["ruleId"] = "no-such-rule"

@@ -11,10 +11,8 @@ import json
 
 import pytest
 
-from integration_monitoring.alerts import Evaluator, load_rules, rule_by_id
+from integration_monitoring.alerts import RUNBOOKS, Evaluator, load_rules, rule_by_id
 from integration_monitoring.store import TelemetryStore
-
-from .helpers import ROOT
 
 T0 = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 _ops = itertools.count(1)
@@ -202,11 +200,11 @@ def test_every_rule_runs_on_the_local_store(store):
 
 
 def test_every_rule_has_a_runbook_that_names_it():
-    """docs/runbooks/<id>.md exists for every rule and describes that rule."""
+    """runbooks/<id>.md exists beside the rules for every rule, describes that rule, and is
+    what the app serves at the rule's runbook path, docs/runbooks/<id>.md."""
     for rule in load_rules():
-        path = ROOT / rule.runbook
-        assert path == ROOT / "docs" / "runbooks" / f"{rule.id}.md"
-        text = path.read_text()
+        assert rule.runbook == f"docs/runbooks/{rule.id}.md"
+        text = (RUNBOOKS / f"{rule.id}.md").read_text()
         assert f"`{rule.id}`" in text
         for heading in ("## What it means", "## Investigate", "## Likely causes", "## Steps",
                         "## Escalation"):
@@ -228,3 +226,21 @@ def test_the_seed_rules_keep_their_thresholds_and_channels():
         rule = rule_by_id(rule_id)
         assert (rule.threshold, set(rule.channels)) == (threshold, channels)
         assert rule.operator == "GreaterThan"
+
+
+@pytest.mark.parametrize(("environment", "expected"), [
+    ({}, "docs/runbooks/integration-stale.md"),
+    ({"WEBSITE_HOSTNAME": "intmon.azurewebsites.net"},
+     "https://intmon.azurewebsites.net/docs/runbooks/integration-stale.md"),
+    ({"WEBSITE_HOSTNAME": "intmon.azurewebsites.net", "RUNBOOK_BASE_URL": "https://wiki.example/"},
+     "https://wiki.example/docs/runbooks/integration-stale.md"),
+])
+def test_a_runbook_link_points_where_the_runbooks_are_served(monkeypatch, environment,
+                                                             expected):
+    """In Azure the app links to the runbooks it serves itself, unless told another place;
+    locally the path is relative to the local app."""
+    for name in ("WEBSITE_HOSTNAME", "RUNBOOK_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert rule_by_id("integration-stale").runbook_url() == expected

@@ -2,8 +2,9 @@
 
 The Bicep is parsed with the tree-sitter-bicep grammar (no Bicep CLI on these machines): every
 file parses cleanly, every resource pins an allow-listed API version, the alert-rules module
-builds one rule per entry of infra/alert-rules.json, secrets are @secure(). Every rule in
-infra/alert-rules.json has the fields the Bicep reads, with values the Azure Monitor API takes.
+builds one rule per entry of the rules list, secrets are @secure(). Every rule in
+integration_monitoring/alerts/rules.json has the fields the Bicep reads, with values the Azure
+Monitor API takes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from integration_monitoring.alerts._rules import OPERATORS as EVALUATOR_OPERATOR
 from .helpers import ROOT
 
 INFRA = ROOT / "infra"
-RULES_FILE = INFRA / "alert-rules.json"
+RULES_FILE = ROOT / "integration_monitoring" / "alerts" / "rules.json"
+RULES_FROM_MODULES = "../../integration_monitoring/alerts/rules.json"
 ALERT_RULES_MODULE = INFRA / "modules" / "alert-rules.bicep"
 ACTION_GROUPS_MODULE = INFRA / "modules" / "action-groups.bicep"
 ALERTS_ENTRY = INFRA / "alerts.bicep"
@@ -252,7 +254,7 @@ def test_bicep_parses_without_errors(parser, path):
     "source",
     [
         "param x string\nresource r 'Microsoft.Insights/actionGroups@2023-01-01' = {\n name: 'x'",
-        "var rules = loadJsonContent('../alert-rules.json').rules[",
+        "var rules = loadJsonContent('../rules.json').rules[",
         "resource r 'x@1' = { name: }",
         "param = 3",
         "var x = 'unterminated",
@@ -285,10 +287,10 @@ def test_alert_rules_module_loads_the_rule_list_and_loops_over_it(parser):
         function = call.child_by_field_name("function") if call.type == "call_expression" else None
         if text(member) == "rules" and function is not None and text(function) == "loadJsonContent":
             arguments = call.child_by_field_name("arguments").named_children
-            assert string_value(arguments[0]) == "../alert-rules.json"
+            assert string_value(arguments[0]) == RULES_FROM_MODULES
             rules_var = declared_name(variable)
-    assert rules_var, "no `var … = loadJsonContent('../alert-rules.json').rules`"
-    assert (ALERT_RULES_MODULE.parent / "../alert-rules.json").resolve() == RULES_FILE
+    assert rules_var, f"no `var … = loadJsonContent('{RULES_FROM_MODULES}').rules`"
+    assert (ALERT_RULES_MODULE.parent / RULES_FROM_MODULES).resolve() == RULES_FILE
 
     loops = [
         (resource, for_loop(resource))

@@ -5,8 +5,8 @@ pins API versions); these tests hold the deployment to what the code needs:
 
 - every app setting the Python code reads is set by the Function App module, except the
   local-only ones listed below with their reason;
-- every rule in infra/alert-rules.json becomes a rule through the module's loop and reaches an
-  action group that main.bicep deploys;
+- every rule in integration_monitoring/alerts/rules.json becomes a rule through the module's
+  loop and reaches an action group that main.bicep deploys;
 - secrets travel only through @secure() parameters, come from the environment in
   main.bicepparam, and never reach an output;
 - the workbook's queries are the admin API's KQL files, loaded with loadTextContent(), and run
@@ -62,6 +62,7 @@ ACTION_GROUPS_MODULE = MODULES / "action-groups.bicep"
 AZURE_YAML = ROOT / "azure.yaml"
 DEPLOY_DOC = ROOT / "README.md"  # its "Deploying to Azure" section
 QUERIES = ROOT / "integration_monitoring" / "queries"
+DASHBOARD = "integration_monitoring/admin/dashboard"
 
 # Settings the code reads that modules/function-app.bicep does not set, and why. Everything else
 # the code reads must be set there.
@@ -71,6 +72,7 @@ LOCAL_ONLY = {
     ),
     "ADMIN_API_TOKEN": "the local server's bearer token; on Azure, function keys or Entra ID",
     "WEBSITE_AUTH_ENABLED": "set by the platform itself when App Service authentication is on",
+    "WEBSITE_HOSTNAME": "set by the platform itself: the app's default host name",
     "TELEMETRY_RETENTION_DAYS": (
         "clean-up of the local store; in Azure the workspace's retention (logRetentionDays) applies"
     ),
@@ -835,8 +837,9 @@ def test_azure_yaml_deploys_this_folder_as_the_function_app(bicep):
     assert "'azd-service-name': 'api'" in FUNCTION_APP.read_text()
     assert "AZURE_FUNCTION_NAME" in outputs(root_of(bicep, MAIN))
     # The dashboard's vendored Chart.js is built before packaging (the Makefile's target).
-    assert api["hooks"]["prepackage"]["run"] == "make dashboard/vendor/chart.umd.js"
-    assert "dashboard/vendor/chart.umd.js" in (ROOT / "Makefile").read_text()
+    assert api["hooks"]["prepackage"]["run"] == f"make {DASHBOARD}/vendor/chart.umd.js"
+    assert f"DASHBOARD := {DASHBOARD}" in (ROOT / "Makefile").read_text()
+    assert "VENDOR := $(DASHBOARD)/vendor/chart.umd.js" in (ROOT / "Makefile").read_text()
     hook = config["hooks"]["postdeploy"]["run"]
     assert (ROOT / hook).is_file() and "RELAY_FUNCTION_KEY" in (ROOT / hook).read_text()
     # main.bicepparam, which azd reads next to main.bicep, takes the key from the environment.
@@ -848,11 +851,11 @@ def test_azure_yaml_deploys_this_folder_as_the_function_app(bicep):
 
 def test_files_named_in_the_azd_configuration_exist():
     """Every path azure.yaml names, in its settings or its comments, is in the repository."""
-    named = re.findall(r"(?<![\w/.])((?:infra|docs|dashboard)/[\w./-]+\.\w+)",
+    named = re.findall(r"(?<![\w/.])((?:infra|docs|integration_monitoring)/[\w./-]+\.\w+)",
                        AZURE_YAML.read_text())
     assert named, "the scan finds the paths azure.yaml names"
     missing = [path for path in named if not (ROOT / path).exists()
-               and not path.startswith("dashboard/vendor/")]  # built by make
+               and not path.startswith(f"{DASHBOARD}/vendor/")]  # built by make
     assert not missing, missing
     sections = re.findall(r'"([^"]+)" in README\.md', AZURE_YAML.read_text())
     for section in sections:
@@ -910,19 +913,20 @@ def test_the_package_keeps_what_the_app_reads_at_run_time():
         "function_app.py",
         "host.json",
         "requirements.txt",
-        "infra/alert-rules.json",
-        "dashboard/index.html",
-        "dashboard/dashboard.js",
-        "dashboard/dashboard.css",
-        "dashboard/vendor/chart.umd.js",
+        "integration_monitoring/alerts/rules.json",
+        f"{DASHBOARD}/index.html",
+        f"{DASHBOARD}/dashboard.js",
+        f"{DASHBOARD}/dashboard.css",
+        f"{DASHBOARD}/vendor/chart.umd.js",
         "integration_monitoring/queries/_common.kql",
     ]
     assert not [path for path in kept if funcignored(path)]
-    assert funcignored("dashboard/node_modules/chart.js/package.json")
+    assert funcignored(f"{DASHBOARD}/node_modules/chart.js/package.json")
     assert funcignored("tests/test_infra.py") and funcignored(".venv/bin/python")
 
 
 def test_the_package_keeps_the_runbooks_the_dashboard_serves():
     """The runbooks the app serves at /docs/runbooks/ are deployed with it."""
-    runbooks = sorted({rule["runbook"] for rule in RULES})
+    runbooks = sorted(f"integration_monitoring/alerts/runbooks/{rule['id']}.md" for rule in RULES)
+    assert all((ROOT / path).is_file() for path in runbooks)
     assert not [path for path in runbooks if funcignored(path)]

@@ -65,7 +65,7 @@ def test_the_corpus_holds_every_question_rule_tile_panel_and_snippet(corpus):
     assert len(tiles) >= len({t["title"] for t in _tiles()})
     assert len(corpus["grafana"]) >= len(list(kql_corpus.grafana_texts())) // 2
     blocks = {label.split(" block")[0] for label, _ in corpus["docs"]}
-    assert any(path.startswith("docs/runbooks/") for path in blocks)
+    assert any(path.startswith("integration_monitoring/alerts/runbooks/") for path in blocks)
 
 
 def _tiles():

@@ -1,4 +1,4 @@
-"""The seed's alerts as Prometheus rules: generated from infra/alert-rules.json, checked and unit
+"""The seed's alerts as Prometheus rules: generated from the one rules list, checked and unit
 tested with promtool, and driven once by series scraped off the running local app's /metrics.
 
 promtool comes from Debian's `prometheus` package, which `make test` installs; these tests fail
@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 from integration_monitoring import Telemetry, adapter_request, record_queue_depth, sync_job
+from integration_monitoring.alerts import RULES_FILE, RUNBOOKS
 from integration_monitoring.telemetry import use
 from integration_monitoring.telemetry._metrics import METRICS
 from integration_monitoring.telemetry._prometheus import SeedPrometheusReader
@@ -33,7 +34,7 @@ PROM = ROOT / "infra" / "prometheus"
 RULES_YAML = PROM / "alert-rules.yml"
 RULES_TEST = PROM / "alert-rules.test.yml"
 AZURE_JSON = PROM / "azure-rule-groups.json"
-ALERT_RULES_JSON = ROOT / "infra" / "alert-rules.json"
+ALERT_RULES_JSON = RULES_FILE
 
 #: The seed's headings: "Critical Alerts" and "Warning Alerts".
 SEED_SEVERITY = {
@@ -143,7 +144,7 @@ def test_metric_names_finds_every_selector():
     assert metric_names(expr) == {"a_bucket", "b", "c", "d", "e"}
 
 
-# -- the rules agree with infra/alert-rules.json --------------------------------------------------
+# -- the rules agree with integration_monitoring/alerts/rules.json -------------------------------
 
 
 def test_rule_files_are_what_the_generator_writes():
@@ -163,7 +164,7 @@ def test_the_rule_file_and_alert_rules_json_agree():
         assert rule["labels"]["severity"] == generate.SEVERITY[azure["severity"]]
         assert rule["labels"]["severity"] == SEED_SEVERITY[rule_id]
         assert rule["annotations"]["runbook_url"] == azure["runbook"]
-        assert (ROOT / azure["runbook"]).is_file()
+        assert (RUNBOOKS / f"{rule_id}.md").is_file()  # what the app serves at that path
         assert rule["annotations"]["summary"] == azure["title"]
         assert rule["for"] in ("1m", "5m")
         operator, threshold = threshold_of(rule["expr"])

@@ -5,7 +5,7 @@
 //   notify:   the relay webhook only; for slack-only rules.
 //
 // Slack and PagerDuty credentials never go to Azure Monitor: the relay holds them (its app
-// settings) and forwards each alert to the channels its rule lists in infra/alert-rules.json,
+// settings) and forwards each alert to the channels its rule lists in integration_monitoring/alerts/rules.json,
 // found by the ruleId custom property of the alert. Azure Monitor only knows the relay's address
 // and the shared secret the relay checks.
 //

@@ -1,5 +1,5 @@
 // One Azure Monitor log search alert rule (Microsoft.Insights/scheduledQueryRules, kind LogAlert)
-// per entry of infra/alert-rules.json, the single list of alert rules that the local evaluator and
+// per entry of integration_monitoring/alerts/rules.json, the single list of alert rules that the local evaluator and
 // the relay also read (integration_monitoring/alerts/_rules.py). Edit rules there, not here.
 //
 // API version 2023-12-01 is the newest stable one for scheduledQueryRules (azure-rest-api-specs:
@@ -24,7 +24,7 @@ param criticalActionGroupId string
 @description('Action group for slack-only rules (relay webhook only).')
 param notifyActionGroupId string
 
-@description('Base address of the runbooks (docs/runbooks/<id>.md is appended); empty keeps the repository path.')
+@description('Base address that serves the runbooks (docs/runbooks/<id>.md is appended), such as the Function app\'s https://<host>; empty leaves the bare path.')
 param runbookBaseUrl string = ''
 
 @description('Whether the rules are evaluated; false deploys them switched off.')
@@ -40,7 +40,7 @@ param namePrefix string
 @description('Tags for every rule.')
 param tags object = {}
 
-var rules = loadJsonContent('../alert-rules.json').rules
+var rules = loadJsonContent('../../integration_monitoring/alerts/rules.json').rules
 
 // Same address as AlertRule.runbook_url in Python: base without its trailing slash, then the path.
 var runbookBase = endsWith(runbookBaseUrl, '/') ? substring(runbookBaseUrl, 0, length(runbookBaseUrl) - 1) : runbookBaseUrl
@@ -100,8 +100,8 @@ resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
   }
 ]
 
-@description('Resource ids of the alert rules, in the order of infra/alert-rules.json.')
+@description('Resource ids of the alert rules, in the order of integration_monitoring/alerts/rules.json.')
 output ruleIds array = [for i in range(0, length(rules)): alertRules[i].id]
 
-@description('Resource names of the alert rules, in the order of infra/alert-rules.json.')
+@description('Resource names of the alert rules, in the order of integration_monitoring/alerts/rules.json.')
 output ruleNames array = [for i in range(0, length(rules)): alertRules[i].name]

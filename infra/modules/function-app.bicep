@@ -91,7 +91,7 @@ param pagerDutyEventsUrl string = 'https://events.pagerduty.com/v2/enqueue'
 @description('DASHBOARD_BASE_URL: where Slack messages link to; empty uses https://<name>.azurewebsites.net.')
 param dashboardBaseUrl string = ''
 
-@description('RUNBOOK_BASE_URL: base address of docs/runbooks/ for alert messages; empty keeps repository paths.')
+@description('RUNBOOK_BASE_URL: base address that serves docs/runbooks/<id>.md, for alert messages; empty: the app itself (WEBSITE_HOSTNAME).')
 param runbookBaseUrl string = ''
 
 @description('TELEMETRY_STDOUT: also print each event as a JSON line. In Azure the host no longer forwards console output (host.json telemetryMode OpenTelemetry), so the lines are not kept anywhere.')

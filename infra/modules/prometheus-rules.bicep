@@ -1,7 +1,7 @@
 // Azure Monitor managed Prometheus rule groups (Microsoft.AlertsManagement/prometheusRuleGroups) for the
 // seed's five alerts: the rules of infra/prometheus/alert-rules.yml, loaded from
 // infra/prometheus/azure-rule-groups.json, which infra/prometheus/generate.py writes from
-// infra/alert-rules.json. Edit the rules there, not here.
+// integration_monitoring/alerts/rules.json. Edit the rules there, not here.
 //
 // Optional, and off by default where it is wired in: it only helps where the metrics reach an Azure
 // Monitor workspace (managed Prometheus, e.g. a Prometheus or an agent that scrapes /metrics and
@@ -30,7 +30,7 @@ param criticalActionGroupId string = ''
 @description('Action group for slack-only rules; empty for none.')
 param notifyActionGroupId string = ''
 
-@description('Base address of the runbooks (docs/runbooks/<id>.md is appended); empty keeps the repository path.')
+@description('Base address that serves the runbooks (docs/runbooks/<id>.md is appended), such as the Function app\'s https://<host>; empty leaves the bare path.')
 param runbookBaseUrl string = ''
 
 @description('Whether the rule groups are evaluated; false deploys them switched off.')

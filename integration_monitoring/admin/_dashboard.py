@@ -14,14 +14,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from ..alerts import load_rules
+from ..alerts import RUNBOOKS, load_rules
 from ._backends import BackendUnavailable, QueryFailed
 from ._filters import FilterError, Filters, parse_filters
 from ._routes import _ERRORS, PREFIX, Caller, _parameters, error_response, scoped
 from ._service import AdminService
 
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "dashboard"
+DASHBOARD = Path(__file__).resolve().parent / "dashboard"
 #: The only files served from dashboard/ (package files and node_modules stay private).
 ASSETS = {
     "dashboard.js": ("dashboard.js", "text/javascript"),
@@ -69,7 +68,7 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
         wanted = {Path(rule.runbook).name: rule.runbook for rule in load_rules()}
         if name not in wanted:
             return error_response(404, "not_found", f"no runbook {name!r}")
-        return PlainTextResponse((ROOT / wanted[name]).read_text(),
+        return PlainTextResponse((RUNBOOKS / name).read_text(),
                                  media_type="text/markdown; charset=utf-8")
 
     @router.get(f"{PREFIX}/stream", tags=["admin"], openapi_extra={

@@ -13,9 +13,11 @@ from ._outbox import (
 )
 from ._post import RelayPoster
 from ._redelivery import Redeliverer, RedeliveryRun, run_alert_redelivery
-from ._rules import AlertRule, iso_duration, load_rules, rule_by_id
+from ._rules import RULES_FILE, RUNBOOKS, AlertRule, iso_duration, load_rules, rule_by_id
 
 __all__ = [
+    "RULES_FILE",
+    "RUNBOOKS",
     "AlertRule",
     "Evaluator",
     "Outbox",

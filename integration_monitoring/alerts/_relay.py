@@ -85,7 +85,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
           "content": {"application/json": {"schema": _ERROR}}},
     413: {"description": f"the body is over {MAX_BODY} bytes (refused as soon as it is)",
           "content": {"application/json": {"schema": _ERROR}}},
-    422: {"description": "the alert names a rule that is not in infra/alert-rules.json",
+    422: {"description": "the alert names a rule that is not in the alert rules list",
           "content": {"application/json": {"schema": _ERROR}}},
     503: {"description": "ALERT_RELAY_SECRET is not set: the relay refuses every call",
           "content": {"application/json": {"schema": _ERROR}}},
@@ -176,7 +176,7 @@ def relay_router(deliverer_factory: Callable[[], Deliverer] = default_deliverer,
         if rule is None:
             known = ", ".join(r.id for r in load_rules())
             return _reject(422, "unknown_rule",
-                           f"no alert rule {notice.rule_id!r} in infra/alert-rules.json "
+                           f"no alert rule {notice.rule_id!r} in the alert rules list "
                            f"(known: {known})", "data.customProperties.ruleId")
         deliverer = deliverer_factory()
         report = await run_in_threadpool(deliverer.deliver, notice, rule)

@@ -1,5 +1,6 @@
-"""The alert rules, read from infra/alert-rules.json: the one list Bicep, the local evaluator
-and the relay all use."""
+"""The alert rules, read from rules.json beside this module: the one list that Bicep, the
+generators, the local evaluator and the relay all use. runbooks/<id>.md explains each; the
+app serves them at docs/runbooks/<id>.md."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RULES_FILE = ROOT / "infra" / "alert-rules.json"
+HERE = Path(__file__).resolve().parent
+RULES_FILE = HERE / "rules.json"
+RUNBOOKS = HERE / "runbooks"
 OPERATORS = {
     "GreaterThan": lambda v, t: v > t, "GreaterThanOrEqual": lambda v, t: v >= t,
     "LessThan": lambda v, t: v < t, "LessThanOrEqual": lambda v, t: v <= t,
@@ -60,8 +62,11 @@ class AlertRule:
         return value is not None and OPERATORS[self.operator](value, self.threshold)
 
     def runbook_url(self, base: str | None = None) -> str:
-        """The runbook's address: under RUNBOOK_BASE_URL when set, else the repository path."""
-        base = base if base is not None else os.environ.get("RUNBOOK_BASE_URL", "")
+        """The runbook's address: under RUNBOOK_BASE_URL when set, else under the Function
+        app's own address (it serves the runbooks), else the bare path the local app serves."""
+        if base is None:
+            host = os.environ.get("WEBSITE_HOSTNAME", "")  # set by Azure in a Function app
+            base = os.environ.get("RUNBOOK_BASE_URL", "") or (f"https://{host}" if host else "")
         return f"{base.rstrip('/')}/{self.runbook}" if base else self.runbook
 
     @classmethod
