@@ -30,17 +30,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from integration_monitoring import Telemetry
-from integration_monitoring.store import (
-    BufferedWriter,
-    StoreLogExporter,
-    StoreMetricExporter,
-    TelemetryStore,
-)
-from integration_monitoring.telemetry import (
-    CountedBatchLogRecordProcessor,
-    CountedMetricExporter,
-    Losses,
-)
+from integration_monitoring.store import StoreLogExporter, StoreMetricExporter, TelemetryStore
+from integration_monitoring.telemetry import CountedBatchLogRecordProcessor, Losses
+
+# Renamed: this module's own `local_pipeline` is part 2's in-memory pipeline.
+from integration_monitoring.telemetry import local_pipeline as local_store_pipeline
 
 #: The Azure exporter would otherwise phone Microsoft (statsbeat, OneSettings) on its own.
 AZURE_QUIET_ENV = {
@@ -179,41 +173,20 @@ class StorePipeline:
 
 
 def store_pipeline(db_path: str, sink: IO[str]) -> StorePipeline:
-    """The settings `_setup._local` uses, over a TelemetryStore on `db_path`: the counted
-    batch processor and metric exporter, writing through a BufferedWriter."""
+    """The pipeline of `configure_telemetry`'s local mode, built by the same
+    `integration_monitoring.telemetry.local_pipeline`, over a TelemetryStore on `db_path`."""
     resource = Resource.create({"service.name": "bench"})
     store = TelemetryStore(db_path)
     losses = Losses()
-    writer = BufferedWriter(store, max_rows=1, losses=losses)
-    log_exporter = StoreLogExporter(writer)
-    processor = CountedBatchLogRecordProcessor(
-        log_exporter, losses, schedule_delay_millis=1000, max_queue_size=65_536,
-        max_export_batch_size=4096,
-    )
-    logger_provider = LoggerProvider(resource=resource)
-    logger_provider.add_log_record_processor(processor)
-    metric_exporter = StoreMetricExporter(writer)
-    meter_provider = MeterProvider(
-        metric_readers=[
-            PeriodicExportingMetricReader(
-                CountedMetricExporter(metric_exporter, losses), export_interval_millis=10_000
-            )
-        ],
-        resource=resource,
-    )
-    tracer_provider = TracerProvider(resource=resource)
-    providers = {
-        "logger_provider": logger_provider,
-        "meter_provider": meter_provider,
-        "tracer_provider": tracer_provider,
-    }
+    pipeline = local_store_pipeline(store, losses, resource)
+    providers = pipeline.providers()
     return StorePipeline(
         telemetry=Telemetry(**providers, stream=sink, losses=losses),
         quiet=Telemetry(**providers, stdout=False, losses=losses),
         store=store,
-        log_exporter=log_exporter,
-        metric_exporter=metric_exporter,
-        processor=processor,
+        log_exporter=pipeline.log_exporter,
+        metric_exporter=pipeline.metric_exporter,
+        processor=pipeline.processor,
     )
 
 

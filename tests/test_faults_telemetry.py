@@ -30,11 +30,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from integration_monitoring import Telemetry, get_logger
 from integration_monitoring.store import StoreLocked, StoreLogExporter, TelemetryStore
+from integration_monitoring.telemetry import CountedBatchLogRecordProcessor, CountedMetricExporter
 from integration_monitoring.telemetry._core import Losses
-from integration_monitoring.telemetry._setup import (
-    CountedBatchLogRecordProcessor,
-    CountedMetricExporter,
-)
 
 from .helpers import ROOT, free_port, project_env
 from .loopback.appinsights import INSTRUMENTATION_KEY, QUIET_EXPORTER_ENV, AppInsightsLoopback

@@ -15,20 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 
-from ..store import (
-    BufferedWriter,
-    StoreLogExporter,
-    StoreMetricExporter,
-    TelemetryStore,
-    open_store,
-)
-from ..telemetry import CountedBatchLogRecordProcessor, Losses, Telemetry
+from ..store import TelemetryStore, open_store
+from ..telemetry import Losses, Telemetry, local_pipeline
 from ._sim import Simulation
 from ._workload import MINUTE, SECOND, WORKER_SERVICE, Counts, Timeline, Workload
 from ._world import World, build_world
@@ -59,19 +49,14 @@ class _Pipeline:
     def __init__(self, store: TelemetryStore, sim: Simulation, stdout: IO[str] | None) -> None:
         resource = Resource.create({"service.name": WORKER_SERVICE})
         self.losses = Losses()  # anything the pipeline drops is counted, as in production
-        self.writer = BufferedWriter(store, losses=self.losses)
-        self.logs = LoggerProvider(resource=resource)
-        self.logs.add_log_record_processor(CountedBatchLogRecordProcessor(
-            StoreLogExporter(self.writer), self.losses, schedule_delay_millis=1000,
-            max_queue_size=1 << 20, max_export_batch_size=8192))
-        reader = PeriodicExportingMetricReader(
-            StoreMetricExporter(self.writer, clock=sim.clock), export_interval_millis=math.inf)
-        self.metrics = MeterProvider(metric_readers=[reader], resource=resource,
-                                     exemplar_filter=AlwaysOffExemplarFilter())
+        # The local mode's pipeline, on the simulated clock: it exports when `export` says.
+        pipeline = local_pipeline(store, self.losses, resource, simulated_clock=sim.clock)
+        self.writer = pipeline.writer
+        self.logs = pipeline.logger_provider
+        self.metrics = pipeline.meter_provider
         self.telemetry = Telemetry(
-            logger_provider=self.logs, meter_provider=self.metrics,
-            tracer_provider=TracerProvider(resource=resource), stdout=stdout is not None,
-            stream=stdout, clock=sim.clock, losses=self.losses)
+            **pipeline.providers(), stdout=stdout is not None, stream=stdout, clock=sim.clock,
+            losses=self.losses)
         self.events = 0
         self.telemetry.add_listener(self._count)
 

@@ -238,8 +238,9 @@ class BufferedWriter:
     buffered and the write is tried again on the next append at most every
     `retry_interval_s`, and on `flush()`; at most `max_pending` rows are kept, the oldest
     of the largest table going first, each one counted. The failure and the recovery are
-    reported to `losses` (by default the current Telemetry's): in `stats()` under
-    `problems` and `store`, and on stderr.
+    reported to `losses` when given (the pipeline's `Losses`, so its Telemetry's `stats()`
+    shows them under `problems` and `store`, and stderr hears them); without it only
+    `dropped` and `state()` tell. The store never looks for a Telemetry itself.
     """
 
     def __init__(self, store: TelemetryStore, max_rows: int = 200_000, *,
@@ -347,7 +348,7 @@ class BufferedWriter:
     def _count_dropped(self, dropped: dict[str, int], reason: str = "store_failed") -> None:
         if not any(dropped.values()):
             return
-        losses = self._reporting()
+        losses = self._losses
         detail = f"the local store {self.store.path} refused writes: {self.error}"
         for table, count in dropped.items():
             self.dropped[table] += count
@@ -359,7 +360,7 @@ class BufferedWriter:
                 losses.metric_points_lost(reason, count, detail)
 
     def _failed(self) -> None:
-        losses = self._reporting()
+        losses = self._losses
         if losses is not None:
             losses.problem("store", (
                 f"cannot write the local store {self.store.path} ({self.error}); rows are "
@@ -367,17 +368,7 @@ class BufferedWriter:
 
     def _recovered(self) -> None:
         self.error = None
-        losses = self._reporting()
+        losses = self._losses
         if losses is not None:
             losses.resolved("store", f"the local store {self.store.path} takes writes again")
 
-    def _reporting(self) -> Any:
-        if self._losses is None:
-            try:
-                from ..telemetry import current
-
-                self._losses = current().losses
-                self._losses.watch("store", self.state)
-            except Exception:
-                return None
-        return self._losses

@@ -2,6 +2,7 @@
 
 from ._context import bind, bound
 from ._core import Losses, Telemetry
+from ._counted import CountedBatchLogRecordProcessor, CountedMetricExporter
 from ._current import current, use
 from ._instrument import (
     AdapterCall,
@@ -16,16 +17,10 @@ from ._instrument import (
     record_queue_depth,
     sync_job,
 )
+from ._local import LocalPipeline, local_pipeline
 from ._logger import ServiceLogger, get_logger
 from ._metrics import METRICS, MetricSpec
-from ._setup import (
-    CountedBatchLogRecordProcessor,
-    CountedMetricExporter,
-    configure_telemetry,
-    configured,
-    flush,
-    shutdown_telemetry,
-)
+from ._setup import configure_telemetry, configured, flush, shutdown_telemetry
 from ._stdlib import SeedLogHandler
 from ._values import REDACTED
 
@@ -35,6 +30,7 @@ __all__ = [
     "AdapterCall",
     "CountedBatchLogRecordProcessor",
     "CountedMetricExporter",
+    "LocalPipeline",
     "Losses",
     "MetricSpec",
     "SeedLogHandler",
@@ -53,6 +49,7 @@ __all__ = [
     "integration_status_changed",
     "is_connection_error",
     "job_enqueued",
+    "local_pipeline",
     "message_failed",
     "message_processed",
     "record_queue_depth",
