@@ -21,6 +21,7 @@ from .admin._dashboard import dashboard_router
 from .admin._routes import Caller
 from .alerts._delivery import Deliverer
 from .alerts._relay import default_deliverer, relay_router
+from .http import BaselineHeaders
 from .telemetry import configured, current
 
 #: Seconds a server keeps an idle connection: beyond the stream's 5 s poll, so a dashboard's
@@ -130,31 +131,3 @@ def _outbox_summary(deliverer_factory: Callable[[], Deliverer]) -> dict[str, obj
     oldest = min((entry.queued_at for entry in entries), default=None)
     return {"pending": len(entries), "byChannel": by_channel,
             "oldestQueuedAt": oldest.isoformat() if oldest else None}
-
-
-class BaselineHeaders:
-    """Headers every answer carries: no MIME sniffing, no referrer, and no caching of what a
-    route did not say may be cached (answers hold tenants' data, so shared caches and the
-    browser's disk must not keep them). A plain ASGI wrapper: streams pass straight through."""
-
-    HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers += [(n, v) for n, v in self.HEADERS if n not in present]
-                if b"cache-control" not in present:
-                    headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

@@ -169,7 +169,7 @@ class LoopbackHostsOnly:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            from .admin._routes import error_response
+            from .http import error_response
 
             await error_response(400, "invalid_host",
                                  "the open local server answers loopback names only "

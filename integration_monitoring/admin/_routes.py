@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from ..http import error_response
 from . import _filters
 from . import _models as m
 from ._access import AccessDenied, Principal, scope
@@ -68,21 +69,6 @@ def _parameters(endpoint: str) -> list[dict[str, Any]]:
         out.append({"name": name, "in": "query", "required": False,
                     "description": description, "schema": schema})
     return out
-
-
-#: What every answer says (app.BaselineHeaders adds it to the rest). Error answers carry it
-#: themselves: the handler for unexpected exceptions answers outside every middleware.
-BASELINE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-                    "Cache-Control": "no-store"}
-
-
-def error_response(status: int, code: str, message: str, parameter: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    detail = {"code": code, "message": message}
-    if parameter:
-        detail["parameter"] = parameter
-    return JSONResponse({"error": detail}, status_code=status,
-                        headers={**BASELINE_HEADERS, **(headers or {})})
 
 
 def caller(request: Request) -> Principal:

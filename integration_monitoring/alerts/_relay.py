@@ -47,6 +47,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from ..http import error_response
 from ..telemetry import current, get_logger
 from ._delivery import Deliverer
 from ._payload import PayloadError, parse_alert
@@ -113,8 +114,6 @@ def relay_router(deliverer_factory: Callable[[], Deliverer] = default_deliverer,
                headers: dict[str, str] | None = None) -> JSONResponse:
         """A refusal before the secret matched: counted and noted, no event; the body is
         left unread, so the connection closes rather than draining it."""
-        from ..admin._routes import error_response
-
         _count(code)
         notes.note(code, message)
         return error_response(status, code, message, parameter,
@@ -193,8 +192,6 @@ def _reject(status: int, code: str, message: str, parameter: str | None = None,
             headers: dict[str, str] | None = None) -> JSONResponse:
     """A refusal of a caller that knows the secret: the app's error shape
     `{"error": {"code", "message", "parameter"?}}`, an event, and the count."""
-    from ..admin._routes import error_response
-
     _count(code)
     log.warn("alert.relay_rejected", status=status, code=code, reason=message,
              parameter=parameter)
