@@ -46,10 +46,12 @@ run: $(STAMP) $(VENDOR)
 
 test: $(STAMP) $(VENDOR) $(MICROSOFT) $(CHROMIUM) $(PROMTOOL)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)

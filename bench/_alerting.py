@@ -75,8 +75,7 @@ def _burst(at: dt.datetime, adapter: str) -> list[dict[str, Any]]:
 
 def part_alerting(quick: bool) -> dict[str, Any]:
     from integration_monitoring.admin import LocalBackend
-    from integration_monitoring.alerts import Evaluator, RelayPoster, rule_by_id
-    from integration_monitoring.alerts._delivery import Deliverer
+    from integration_monitoring.alerts import Deliverer, Evaluator, RelayPoster, rule_by_id
     from integration_monitoring.app import create_app
     from integration_monitoring.store import TelemetryStore
     from integration_monitoring.testing import capture_telemetry

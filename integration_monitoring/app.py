@@ -9,18 +9,18 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from .admin import (
+    Access,
+    AccessDenied,
     AdminService,
     Backend,
+    Caller,
     SharedQueries,
     admin_router,
     backend_from_settings,
+    dashboard_router,
     install_error_handlers,
 )
-from .admin._access import Access, AccessDenied
-from .admin._dashboard import dashboard_router
-from .admin._routes import Caller
-from .alerts._delivery import Deliverer
-from .alerts._relay import default_deliverer, relay_router
+from .alerts import Deliverer, default_deliverer, relay_router
 from .http import BaselineHeaders
 from .telemetry import configured, current
 
@@ -102,8 +102,6 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     def prometheus_metrics(principal: Caller) -> Response:
         """The seed's metrics in Prometheus text format, for a scrape (admins only: the
         series carry every tenant's labels)."""
-        from .telemetry._prometheus import CONTENT_TYPE
-
         if not principal.is_admin:
             raise AccessDenied(403, "admins_only", "metrics carry every tenant's labels; "
                                "they are for Monitoring.Admin callers")
@@ -113,7 +111,7 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
                 "code": "prometheus_off",
                 "message": "Prometheus export is off in this process: configure telemetry "
                            "with prometheus=True or set TELEMETRY_PROMETHEUS=true."}})
-        return Response(config.prometheus.exposition(), media_type=CONTENT_TYPE)
+        return Response(config.prometheus.exposition(), media_type=config.prometheus.content_type)
 
     return app
 

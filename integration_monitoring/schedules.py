@@ -54,13 +54,13 @@ def _sample_queues() -> Any:
 
 
 def _redeliver_alerts() -> Any:
-    from .alerts._redelivery import run_alert_redelivery
+    from .alerts import run_alert_redelivery
 
     return run_alert_redelivery()
 
 
 def _redelivery_settings(env: Mapping[str, str]) -> Any:
-    from .alerts._outbox import RedeliveryPolicy
+    from .alerts import RedeliveryPolicy
 
     return RedeliveryPolicy.from_env(env)
 

@@ -11,8 +11,9 @@ from ._backends import (
     backend_from_settings,
 )
 from ._cache import SharedQueries
+from ._dashboard import dashboard_router
 from ._filters import FilterError, Filters, parse_filters
-from ._routes import PREFIX, admin_router, install_error_handlers
+from ._routes import PREFIX, Caller, admin_router, install_error_handlers
 from ._service import AdminService
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Answer",
     "Backend",
     "BackendUnavailable",
+    "Caller",
     "FilterError",
     "Filters",
     "LocalBackend",
@@ -32,6 +34,7 @@ __all__ = [
     "SharedQueries",
     "admin_router",
     "backend_from_settings",
+    "dashboard_router",
     "install_error_handlers",
     "parse_filters",
 ]

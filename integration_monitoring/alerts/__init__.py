@@ -2,6 +2,7 @@
 delivers Azure Monitor's alerts to Slack and PagerDuty, and the outbox that redelivers what
 the relay could not."""
 
+from ._delivery import Deliverer
 from ._evaluator import Evaluator, StateChange
 from ._outbox import (
     Outbox,
@@ -13,12 +14,14 @@ from ._outbox import (
 )
 from ._post import RelayPoster
 from ._redelivery import Redeliverer, RedeliveryRun, run_alert_redelivery
+from ._relay import default_deliverer, relay_router
 from ._rules import RULES_FILE, RUNBOOKS, AlertRule, iso_duration, load_rules, rule_by_id
 
 __all__ = [
     "RULES_FILE",
     "RUNBOOKS",
     "AlertRule",
+    "Deliverer",
     "Evaluator",
     "Outbox",
     "PendingDelivery",
@@ -29,9 +32,11 @@ __all__ = [
     "SqliteOutbox",
     "StateChange",
     "TableOutbox",
+    "default_deliverer",
     "iso_duration",
     "load_rules",
     "outbox_from_env",
+    "relay_router",
     "rule_by_id",
     "run_alert_redelivery",
 ]

@@ -26,6 +26,8 @@ class SeedPrometheusReader(PrometheusMetricReader):
     unit is dropped from our own scope's metrics before translation.
     """
 
+    content_type = CONTENT_TYPE  # what a scrape's answer says it holds
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._scraping = threading.Lock()
