@@ -177,7 +177,7 @@ def notice_and_rule(dimensions: dict[str, str] | None = None, *, description: st
 def build(deliverer: Deliverer, dimensions: dict[str, str] | None = None,
           **options: Any) -> dict[str, Any]:
     notice, rule = notice_and_rule(dimensions, **options)
-    message = deliverer.slack_message(notice, rule)
+    message = deliverer.channels["slack"].body(notice, rule)
     assert slack_problems(message) == []
     return message
 
@@ -512,13 +512,13 @@ def test_a_base_address_with_link_syntax_is_encoded_and_a_non_web_one_not_linked
     http(s) addresses become links."""
     odd = Deliverer(dashboard_base_url="http://127.0.0.1:7071/a|b>c")
     notice, rule = notice_and_rule()
-    message = odd.slack_message(notice, rule)
+    message = odd.channels["slack"].body(notice, rule)
     odd.close()
     assert slack_problems(message) == []
     [_, (dashboard, _)] = links(message)
     assert dashboard.startswith("http://127.0.0.1:7071/a%7Cb%3Ec/dashboard?")
     script = Deliverer(dashboard_base_url="javascript:alert(1)//")
-    message = script.slack_message(notice, rule)
+    message = script.channels["slack"].body(notice, rule)
     script.close()
     assert [a for a, _ in links(message)] == [f"{RUNBOOK_BASE}/docs/runbooks/"
                                               "integration-stale.md"]
@@ -611,7 +611,8 @@ def test_any_values_make_a_valid_message_with_only_our_links(deliverer, dimensio
     Slack's limits and its only links are ours."""
     notice, rule = notice_and_rule({"integrationId": "sf-1"})
     notice = dataclasses.replace(notice, dimensions=dimensions, operator=operator or None)
-    message = deliverer.slack_message(notice, dataclasses.replace(rule, description=description))
+    message = deliverer.channels["slack"].body(
+        notice, dataclasses.replace(rule, description=description))
     assert slack_problems(message) == []
     assert_only_our_links(message)
 

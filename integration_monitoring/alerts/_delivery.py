@@ -5,11 +5,9 @@
     report.summary()  # {"alertId", "ruleId", "condition", "duplicate", "channels": {...}}
 
 - **email** is sent by the Azure action group itself; the relay only records it.
-- **slack**: an incoming webhook (`SLACK_WEBHOOK_URL`) gets a Block Kit message (_slack.py:
-  within Slack's documented limits, every value from telemetry escaped).
-- **pagerduty**: the Events API v2 (`PAGERDUTY_ROUTING_KEY`, `PAGERDUTY_EVENTS_URL`) gets a
-  `trigger` on Fired and a `resolve` on Resolved, under one `dedup_key` per rule and
-  dimension values, so a Resolved closes the incident its Fired opened.
+- The relayed channels (_channels.py: Slack's webhook and PagerDuty's Events API v2, or any
+  other `Channel` given to the deliverer) each format the notice, send it and classify the
+  answer; what follows is the same for all of them.
 
 A channel whose setting is unset is off: recorded as skipped, not as an error. Each channel is
 retried on 408/429/5xx and connection errors with exponential backoff (honouring Retry-After),
@@ -39,15 +37,20 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 
-from .._time import retry_after_seconds
 from ..telemetry import get_logger
+from ._channels import (
+    Channel,
+    Dashboard,
+    Verdict,
+    settings_from_env,
+    standard_channels,
+)
 from ._outbox import (
     CONDITION_ORDER,
     Outbox,
@@ -56,29 +59,14 @@ from ._outbox import (
     outbox_from_env,
     utc_now,
 )
-from ._payload import AlertNotice, dimensions_key, format_number
+from ._payload import AlertNotice
 from ._rules import AlertRule
-from ._slack import SlackAlert
-from ._slack import render as render_slack
 
-PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
-DEFAULT_DASHBOARD_URL = "http://127.0.0.1:7071"
-#: Dimensions the dashboard filters on, in its query-string names.
-DASHBOARD_FILTERS = ("integrationId", "tenantId", "adapterType")
 #: Dimensions copied into every event as flat metadata keys so KQL can filter on them
 #: (integrationId and tenantId go to the event's top level, where the schema has them).
 FLAT_DIMENSIONS = ("adapterType", "queue")
-CHANNELS = ("email", "slack", "pagerduty")
-#: The setting that turns each relayed channel on.
-CHANNEL_SETTINGS = {"slack": "SLACK_WEBHOOK_URL", "pagerduty": "PAGERDUTY_ROUTING_KEY"}
-RETRYABLE = frozenset({408, 429})
-#: Azure's severity names, shown beside SevN.
-SEVERITY_NAMES = ("Critical", "Error", "Warning", "Informational", "Verbose")
-PAGERDUTY_SEVERITY = ("critical", "critical", "error", "warning", "info")
-SUMMARY_LIMIT = 1024  # PagerDuty payload.summary
-DEDUP_KEY_LIMIT = 255  # PagerDuty dedup_key
-_OPERATOR_SYMBOLS = {"GreaterThan": ">", "GreaterThanOrEqual": "≥", "LessThan": "<",
-                     "LessThanOrEqual": "≤", "Equal": "=", "GreaterOrLessThan": "≷"}
+#: Channels the Azure action group sends itself: the relay records them and sends nothing.
+ACTION_GROUP_CHANNELS = frozenset({"email"})
 
 log = get_logger("alert-relay")
 
@@ -92,7 +80,8 @@ class ChannelOutcome:
     status: str
     attempts: int = 0
     error: str | None = None
-    #: A 4xx other than 408/429 (see is_permanent): the same body would be refused again.
+    #: The channel refused it for good (a 4xx other than 408/429, see
+    #: _channels.is_permanent): the same body would be refused again.
     permanent: bool = False
     #: The body that was sent (kept for the outbox), once it was built.
     body: dict[str, Any] | None = field(default=None, repr=False)
@@ -162,26 +151,30 @@ class SeenKeys:
 
 
 class Deliverer:
-    """Sends notices to Slack and PagerDuty; long-lived (it remembers what it delivered).
+    """Sends notices to its channels; long-lived (it remembers what it delivered).
 
-    `outbox` keeps what could not be delivered for the redelivery timer (None: a failure is
-    final); `redelivery` says how long and how often; `now` is the wall clock of its times.
+    The channels are Slack and PagerDuty from their settings (each off while unset), then
+    `channels` (one named like a standard channel replaces it). `outbox` keeps what could not
+    be delivered for the redelivery timer (None: a failure is final); `redelivery` says how
+    long and how often; `now` is the wall clock of its times.
     """
 
     def __init__(self, *, slack_webhook_url: str | None = None,
                  pagerduty_routing_key: str | None = None,
                  pagerduty_events_url: str | None = None,
                  dashboard_base_url: str | None = None,
+                 channels: Iterable[Channel] = (),
                  timeout: float = 4.0, max_attempts: int = 4, backoff_base: float = 0.5,
                  backoff_cap: float = 4.0, budget: float = 8.0, dedup_ttl: float = 86_400.0,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  outbox: Outbox | None = None, redelivery: RedeliveryPolicy | None = None,
                  now: Callable[[], dt.datetime] = utc_now) -> None:
-        self.slack_webhook_url = slack_webhook_url or None
-        self.pagerduty_routing_key = pagerduty_routing_key or None
-        self.pagerduty_events_url = pagerduty_events_url or PAGERDUTY_EVENTS_URL
-        self.dashboard_base_url = (dashboard_base_url or DEFAULT_DASHBOARD_URL).rstrip("/")
+        self.dashboard = Dashboard(dashboard_base_url or "")
+        standard = standard_channels(self.dashboard, slack_webhook_url=slack_webhook_url,
+                                     pagerduty_routing_key=pagerduty_routing_key,
+                                     pagerduty_events_url=pagerduty_events_url)
+        self.channels: dict[str, Channel] = {c.name: c for c in [*standard, *channels]}
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
         self.backoff_base = backoff_base
@@ -194,6 +187,7 @@ class Deliverer:
         self.now = now
         self.dedup_ttl = dedup_ttl
         self._seen = SeenKeys(dedup_ttl, clock=clock)  # when there is no outbox to share
+        # One client for every channel: they share its connections, and close() closes them.
         self._client = httpx.Client(timeout=timeout, follow_redirects=False,
                                     headers={"User-Agent": "integration-monitoring-alert-relay"})
 
@@ -202,15 +196,31 @@ class Deliverer:
         """Settings from SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, PAGERDUTY_EVENTS_URL and
         DASHBOARD_BASE_URL, the outbox from ALERT_OUTBOX_TABLE_ENDPOINT (else SQLite beside
         the local store) and its bound from ALERT_REDELIVERY_HOURS; keyword options
-        (timeouts, backoff, outbox) pass through."""
+        (timeouts, backoff, outbox, channels) pass through."""
         env = os.environ if env is None else env
         options.setdefault("redelivery", RedeliveryPolicy.from_env(env))
         if "outbox" not in options:
             options["outbox"] = outbox_from_env(env)
-        return cls(slack_webhook_url=env.get("SLACK_WEBHOOK_URL", "").strip(),
-                   pagerduty_routing_key=env.get("PAGERDUTY_ROUTING_KEY", "").strip(),
-                   pagerduty_events_url=env.get("PAGERDUTY_EVENTS_URL", "").strip(),
+        return cls(**settings_from_env(env),
                    dashboard_base_url=env.get("DASHBOARD_BASE_URL", "").strip(), **options)
+
+    @property
+    def dashboard_base_url(self) -> str:
+        return self.dashboard.base_url
+
+    # The standard channels' settings, read where they live: on the channel, which reads them
+    # again each time it sends.
+    @property
+    def slack_webhook_url(self) -> str | None:
+        return getattr(self.channels.get("slack"), "webhook_url", None)
+
+    @property
+    def pagerduty_routing_key(self) -> str | None:
+        return getattr(self.channels.get("pagerduty"), "routing_key", None)
+
+    @property
+    def pagerduty_events_url(self) -> str | None:
+        return getattr(self.channels.get("pagerduty"), "events_url", None)
 
     def close(self) -> None:
         self._client.close()
@@ -264,103 +274,80 @@ class Deliverer:
         if first:
             self._record_notice(notice, rule, where, late=late)
         sends: dict[str, Callable[[], ChannelOutcome]] = {}
-        for channel in rule.channels:
-            if late and channel != "email":
-                report.outcomes[channel] = ChannelOutcome(channel, "superseded")
-                self._event("info", "alert.channel_skipped", notice, where, channel=channel,
+        for name in rule.channels:
+            if late and name not in ACTION_GROUP_CHANNELS:
+                report.outcomes[name] = ChannelOutcome(name, "superseded")
+                self._event("info", "alert.channel_skipped", notice, where, channel=name,
                             reason="resolved already: this Fired arrived after its Resolved")
                 continue
-            if channel == "email":
-                report.outcomes[channel] = ChannelOutcome(channel, "action_group")
-                self._event("info", "alert.channel_skipped", notice, where, channel=channel,
+            if name in ACTION_GROUP_CHANNELS:
+                report.outcomes[name] = ChannelOutcome(name, "action_group")
+                self._event("info", "alert.channel_skipped", notice, where, channel=name,
                             reason="handled by action group")
                 continue
-            target = self.target(channel)
-            if target is None:
-                setting = CHANNEL_SETTINGS.get(channel, channel)
-                report.outcomes[channel] = ChannelOutcome(channel, "skipped")
-                self._event("info", "alert.channel_skipped", notice, where, channel=channel,
-                            reason=f"{setting} is not set")
+            channel = self.channels.get(name)
+            if channel is None or not channel.ready():
+                report.outcomes[name] = ChannelOutcome(name, "skipped")
+                self._event("info", "alert.channel_skipped", notice, where, channel=name,
+                            reason=f"{_setting(name, channel)} is not set")
                 continue
-            if not self._claim(where, "sent", notice.alert_id, notice.condition, channel):
-                report.outcomes[channel] = ChannelOutcome(channel, "duplicate")
-                self._event("info", "alert.duplicate_dropped", notice, where, channel=channel)
+            if not self._claim(where, "sent", notice.alert_id, notice.condition, name):
+                report.outcomes[name] = ChannelOutcome(name, "duplicate")
+                self._event("info", "alert.duplicate_dropped", notice, where, channel=name)
                 continue
             queued = self._behind_queue(channel, notice, rule, where)
             if queued is not None:
-                report.outcomes[channel] = queued
+                report.outcomes[name] = queued
                 continue
-            sends[channel] = self._sender(channel, notice, rule)
+            sends[name] = self._sender(channel, notice, rule)
         report.outcomes.update(self._run(sends, notice, where))
         report.outcomes = {c: report.outcomes[c] for c in rule.channels if c in report.outcomes}
         return report
 
-    def target(self, channel: str) -> str | None:
-        """Where `channel` is sent now, from the settings; None while it is off."""
-        if channel == "slack":
-            return self.slack_webhook_url
-        if channel == "pagerduty":
-            return self.pagerduty_events_url if self.pagerduty_routing_key else None
-        return None
-
-    def _sender(self, channel: str, notice: AlertNotice,
+    def _sender(self, channel: Channel, notice: AlertNotice,
                 rule: AlertRule) -> Callable[[], ChannelOutcome]:
         # The body is built inside the call, so a builder error is that channel's failure
         # (and releases its claim) instead of escaping the request.
         def send() -> ChannelOutcome:
-            body = self._body(channel, notice, rule)
-            outcome = self._post(channel, self.target(channel) or "", self.with_secret(
-                channel, body), notice)
+            body = channel.body(notice, rule)
+            outcome = self._post(channel, body, notice)
             outcome.body = body
             return outcome
 
         return send
 
-    def _body(self, channel: str, notice: AlertNotice, rule: AlertRule) -> dict[str, Any]:
-        """What `channel` is sent for `notice`, without secrets (it may be queued)."""
-        if channel == "slack":
-            return self.slack_message(notice, rule)
-        return {k: v for k, v in self.pagerduty_event(notice, rule).items()
-                if k != "routing_key"}
-
-    def with_secret(self, channel: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The body as sent: PagerDuty's routing key is added from the settings here, so
-        what is queued never holds it."""
-        if channel == "pagerduty":
-            return {"routing_key": self.pagerduty_routing_key or "", **body}
-        return body
-
-    def _behind_queue(self, channel: str, notice: AlertNotice, rule: AlertRule,
+    def _behind_queue(self, channel: Channel, notice: AlertNotice, rule: AlertRule,
                       where: dict[str, Any]) -> ChannelOutcome | None:
         """Queue `notice` instead of sending it when this alert already waits in the outbox
         for `channel`: the same notice is not sent twice, and Resolved stays behind Fired."""
         if self.outbox is None:
             return None
+        name = channel.name
         try:
-            waiting = self.outbox.pending(notice.alert_id, channel)
+            waiting = self.outbox.pending(notice.alert_id, name)
         except Exception as exc:  # the outbox is down: sending beats not sending
-            self._event("warn", "alert.outbox_failed", notice, where, channel=channel,
+            self._event("warn", "alert.outbox_failed", notice, where, channel=name,
                         error=f"{type(exc).__name__}: {exc}")
             return None
         if any(e.condition == notice.condition for e in waiting):
-            self._event("info", "alert.duplicate_dropped", notice, where, channel=channel,
+            self._event("info", "alert.duplicate_dropped", notice, where, channel=name,
                         reason="queued already for redelivery")
-            return ChannelOutcome(channel, "queued", 0, "queued already for redelivery")
+            return ChannelOutcome(name, "queued", 0, "queued already for redelivery")
         order = CONDITION_ORDER.get(notice.condition, 0)
         earlier = [e for e in waiting if CONDITION_ORDER.get(e.condition, 0) < order]
         if not earlier:
             return None
         try:
-            body = self._body(channel, notice, rule)
+            body = channel.body(notice, rule)
             now = self.now()
-            self.outbox.add(self._pending(notice, channel, body, where, now, now, attempts=0))
+            self.outbox.add(self._pending(notice, name, body, where, now, now, attempts=0))
         except Exception as exc:
-            self._event("warn", "alert.outbox_failed", notice, where, channel=channel,
+            self._event("warn", "alert.outbox_failed", notice, where, channel=name,
                         error=f"{type(exc).__name__}: {exc}")
             return None  # sending out of order beats not sending at all
-        self._event("info", "alert.delivery_queued", notice, where, channel=channel,
+        self._event("info", "alert.delivery_queued", notice, where, channel=name,
                     reason=f"waiting for the {earlier[0].condition} notice of this alert")
-        return ChannelOutcome(channel, "queued", 0,
+        return ChannelOutcome(name, "queued", 0,
                               f"waiting for the {earlier[0].condition} notice of this alert")
 
     def _pending(self, notice: AlertNotice, channel: str, body: dict[str, Any],
@@ -432,133 +419,59 @@ class Deliverer:
                                 reason=f"permanent failure: {outcome.error}")
         return outcomes
 
-    def _post(self, channel: str, url: str, body: dict[str, Any],
+    def _post(self, channel: Channel, body: dict[str, Any],
               notice: AlertNotice) -> ChannelOutcome:
-        """POST with retries on 408/429/5xx and transport errors, within attempts and budget."""
+        """Send with retries while the channel says it is worth it, within attempts and
+        budget."""
+        name = channel.name
         deadline = self._clock() + self.budget
         attempt = 0
         while True:
             attempt += 1
             remaining = deadline - self._clock()
-            tried = self._attempt(channel, url, body, max(0.05, min(self.timeout, remaining)))
+            tried = self._attempt(channel, body, max(0.05, min(self.timeout, remaining)))
             if tried.status == "delivered" or tried.permanent:
                 tried.attempts = attempt
                 return tried
             error, retry_after = tried.error, tried.retry_after
             if attempt >= self.max_attempts:
-                return ChannelOutcome(channel, "failed", attempt,
+                return ChannelOutcome(name, "failed", attempt,
                                       f"{error} (gave up after {attempt} attempts)",
                                       retry_after=retry_after)
             delay = retry_after if retry_after is not None else min(
                 self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
             if self._clock() + delay >= deadline:
-                return ChannelOutcome(channel, "failed", attempt,
+                return ChannelOutcome(name, "failed", attempt,
                                       f"{error} (gave up: retrying in {delay:g}s would pass the "
                                       f"{self.budget:g}s delivery budget)",
                                       retry_after=retry_after)
             self._event("warn", "alert.delivery_retry", notice, self._where(notice),
-                        channel=channel, attempt=attempt, delay_seconds=round(delay, 3),
+                        channel=name, attempt=attempt, delay_seconds=round(delay, 3),
                         error=error)
             self._sleep(delay)
 
     def send_once(self, channel: str, body: dict[str, Any]) -> ChannelOutcome:
-        """One POST of a queued body to where `channel` points now (the redelivery timer
-        retries across runs, not within one)."""
-        url = self.target(channel)
-        if url is None:
-            return ChannelOutcome(channel, "failed", 0,
-                                  f"{CHANNEL_SETTINGS.get(channel, channel)} is not set",
+        """One request of a queued body through the channel object named `channel`, to where
+        it points now (the redelivery timer retries across runs, not within one)."""
+        found = self.channels.get(channel)
+        if found is None or not found.ready():
+            return ChannelOutcome(channel, "failed", 0, f"{_setting(channel, found)} is not set",
                                   permanent=True)
-        return self._attempt(channel, url, self.with_secret(channel, body), self.timeout)
+        return self._attempt(found, body, self.timeout)
 
-    def _attempt(self, channel: str, url: str, body: dict[str, Any],
+    def _attempt(self, channel: Channel, body: dict[str, Any],
                  timeout: float) -> ChannelOutcome:
-        """One POST, its answer classified: delivered, or failed (permanent or not, with the
-        wait the channel asked for)."""
-        try:
-            response = self._client.post(url, json=body, timeout=timeout)
-        except httpx.TransportError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return ChannelOutcome(channel, "failed", 1, error)
-        if response.is_success:
-            return ChannelOutcome(channel, "delivered", 1)
-        return ChannelOutcome(
-            channel, "failed", 1, f"HTTP {response.status_code}: {response.text.strip()[:200]}",
-            permanent=is_permanent(response.status_code),
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")))
-
-    # -- messages ---------------------------------------------------------------------------
+        """One request, as the channel classified its answer."""
+        answer = channel.send(self._client, body, timeout)
+        if answer.verdict is Verdict.DELIVERED:
+            return ChannelOutcome(channel.name, "delivered", 1)
+        return ChannelOutcome(channel.name, "failed", 1, answer.error,
+                              permanent=answer.verdict is Verdict.REFUSED,
+                              retry_after=answer.retry_after)
 
     def dashboard_url(self, dimensions: Mapping[str, str]) -> str:
         """The dashboard filtered to the affected integration, tenant and adapter type."""
-        query = {k: dimensions[k] for k in DASHBOARD_FILTERS if dimensions.get(k)}
-        return f"{self.dashboard_base_url}/dashboard" + (f"?{urlencode(query)}" if query else "")
-
-    def slack_message(self, notice: AlertNotice, rule: AlertRule) -> dict[str, Any]:
-        """An incoming-webhook body: Block Kit blocks, a plain `text` fallback and a colour bar,
-        within Slack's limits and with every value escaped (see _slack.py)."""
-        dims = notice.dimensions
-        return render_slack(SlackAlert(
-            fired=notice.fired, severity=notice.severity, severity_name=notice.severity_name,
-            severity_label=SEVERITY_NAMES[notice.severity], title=rule.title, rule_id=rule.id,
-            description=rule.description, comparison=_comparison(notice, rule),
-            when=(f"Fired {_human_time(notice.fired_at)}" if notice.fired else
-                  f"Resolved {_human_time(notice.resolved_at or notice.fired_at)} "
-                  f"(fired {_human_time(notice.fired_at)})"),
-            runbook_url=rule.runbook_url(), dashboard_url=self.dashboard_url(dims),
-            dashboard_home=f"{self.dashboard_base_url}/dashboard",
-            alert_id=notice.alert_id.rsplit("/", 1)[-1],
-            source=notice.monitoring_service or notice.signal_type,
-            window=_window_text(notice, rule), dimensions=dims,
-            filters={k: dims[k] for k in DASHBOARD_FILTERS if dims.get(k)}))
-
-    def dedup_key(self, notice: AlertNotice) -> str:
-        """One key per rule and dimension values: a Resolved closes what its Fired opened."""
-        return f"{notice.rule_id}:{dimensions_key(notice.rule_id, notice.dimensions)[:40]}"[
-            :DEDUP_KEY_LIMIT]
-
-    def pagerduty_event(self, notice: AlertNotice, rule: AlertRule) -> dict[str, Any]:
-        """An Events API v2 body: `trigger` with the full payload, or a bare `resolve`."""
-        event: dict[str, Any] = {
-            "routing_key": self.pagerduty_routing_key or "",
-            "event_action": "trigger" if notice.fired else "resolve",
-            "dedup_key": self.dedup_key(notice),
-        }
-        if not notice.fired:
-            return event  # PagerDuty needs only the key to resolve
-        dims = notice.dimensions
-        runbook = rule.runbook_url()
-        dashboard = self.dashboard_url(dims)
-        plain_where = ", ".join(f"{k}={v}" for k, v in dims.items())
-        summary = f"[{notice.severity_name}] {rule.title}: {_comparison(notice, rule)}" + (
-            f" ({plain_where})" if plain_where else "")
-        links = [{"href": dashboard, "text": "Dashboard" + _filter_text(dims)}]
-        if _absolute(runbook):
-            links.insert(0, {"href": runbook, "text": f"Runbook: {rule.title}"})
-        event.update({
-            "payload": {
-                "summary": _clip(summary, SUMMARY_LIMIT),
-                "source": plain_where or "integration-monitoring",
-                "severity": PAGERDUTY_SEVERITY[notice.severity],
-                "timestamp": notice.fired_at.astimezone(dt.UTC).isoformat(
-                    timespec="milliseconds").replace("+00:00", "Z"),
-                "component": dims.get("adapterType") or dims.get("queue")
-                or dims.get("integrationId") or rule.measure,
-                "group": dims.get("tenantId") or "integration-monitoring",
-                "class": rule.id,
-                "custom_details": {
-                    "rule": rule.id, "description": rule.description,
-                    "dimensions": dict(dims), "measure": rule.measure,
-                    "value": notice.value, "threshold": notice.threshold,
-                    "operator": notice.operator, "runbook": runbook, "dashboard": dashboard,
-                    "alertId": notice.alert_id,
-                },
-            },
-            "client": "integration-monitoring alert relay",
-            "client_url": dashboard,
-            "links": links,
-        })
-        return event
+        return self.dashboard.url(dimensions)
 
     # -- telemetry --------------------------------------------------------------------------
 
@@ -604,46 +517,12 @@ class Deliverer:
         })
 
 
-def is_permanent(status: int) -> bool:
-    """A 4xx other than 408/429 (or a redirect, which is not followed): the same request
-    will be refused again, so it is not retried."""
-    return status < 500 and status not in RETRYABLE
-
+def _setting(name: str, channel: Channel | None) -> str:
+    """The setting that turns a channel on; a channel this deliverer lacks is named."""
+    return channel.setting if channel is not None else name
 
 
 def _camel(key: str) -> str:
     head, *rest = key.split("_")
     return head + "".join(part.title() for part in rest)
 
-
-def _comparison(notice: AlertNotice, rule: AlertRule) -> str:
-    operator = notice.operator or rule.operator
-    threshold = notice.threshold if notice.threshold is not None else rule.threshold
-    symbol = _OPERATOR_SYMBOLS.get(operator, operator)
-    return (f"{rule.measure} = {format_number(notice.value)} "
-            f"(alerts when {symbol} {format_number(threshold)})")
-
-
-def _window_text(notice: AlertNotice, rule: AlertRule) -> str:
-    if notice.window_start and notice.window_end:
-        return f"{_human_time(notice.window_start)} – {_human_time(notice.window_end)}"
-    return f"{int(rule.window.total_seconds() // 60)} min"
-
-
-def _human_time(moment: dt.datetime | None) -> str:
-    if moment is None:
-        return "—"
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _filter_text(dimensions: Mapping[str, str]) -> str:
-    shown = [f"{k}={dimensions[k]}" for k in DASHBOARD_FILTERS if dimensions.get(k)]
-    return f" ({', '.join(shown)})" if shown else ""
-
-
-def _absolute(url: str) -> bool:
-    return url.startswith(("https://", "http://"))
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
