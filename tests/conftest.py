@@ -1,20 +1,25 @@
-"""Shared fixtures: an isolated telemetry capture, a seed-format JSON line sink, and
-loopback Slack and PagerDuty endpoints."""
+"""Shared fixtures: an isolated telemetry capture, a seed-format JSON line sink, demo stores
+and loopback workspaces over them, and loopback Slack and PagerDuty endpoints."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from integration_monitoring.demo import run_demo
+from integration_monitoring.store import TelemetryStore
 from integration_monitoring.testing import Captured, capture_telemetry
 
 from .azurite import Azurite, running_azurite
 from .loopback.capture import CaptureServer
+from .loopback.loganalytics import LogAnalyticsLoopback
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +42,36 @@ def stdout_lines(captured: Captured) -> Iterator[callable]:
         return [json.loads(line) for line in sink.getvalue().splitlines()]
 
     yield lines
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., TelemetryStore]]:
+    """Builds a DuckDB store holding `hours` of the demo's workload up to `now` (default: the
+    real now), with run_demo's other options; every store is closed after the module."""
+    with ExitStack() as stack:
+
+        def build(hours: float, now: dt.datetime | None = None, **options: Any) -> TelemetryStore:
+            store = TelemetryStore(tmp_path_factory.mktemp("demo") / "demo.duckdb")
+            stack.callback(store.close)
+            now_ns = None if now is None else int(now.timestamp()) * 1_000_000_000
+            run_demo(hours=hours, store=store, stdout=None, progress=False, now_ns=now_ns,
+                     **options)
+            return store
+
+        yield build
+
+
+@pytest.fixture(scope="module")
+def loopback_workspace() -> Iterator[Callable[..., LogAnalyticsLoopback]]:
+    """Starts the Log Analytics query API on 127.0.0.1 over a store, answering for the given
+    workspace ids (any, when none are named); stopped after the module."""
+    with ExitStack() as stack:
+
+        def start(store: TelemetryStore, *workspaces: str) -> LogAnalyticsLoopback:
+            return stack.enter_context(
+                LogAnalyticsLoopback(store, workspaces=workspaces or None))
+
+        yield start
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,6 @@ from integration_monitoring.admin import (
 )
 from integration_monitoring.admin._service import _json
 from integration_monitoring.app import create_app
-from integration_monitoring.demo import run_demo
 from integration_monitoring.store import TelemetryStore
 
 from .loopback.loganalytics import LogAnalyticsLoopback
@@ -58,20 +57,15 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TelemetryStore]:
+def store(demo_store) -> TelemetryStore:
     """Three hours of the demo's workload up to NOW, in a DuckDB file."""
-    store = TelemetryStore(tmp_path_factory.mktemp("admin-parity") / "demo.duckdb")
-    run_demo(hours=3, seed=7, store=store, stdout=None, progress=False,
-             now_ns=int(NOW.timestamp()) * 1_000_000_000)
-    yield store
-    store.close()
+    return demo_store(hours=3, now=NOW, seed=7)
 
 
 @pytest.fixture(scope="module")
-def workspace(store: TelemetryStore) -> Iterator[LogAnalyticsLoopback]:
+def workspace(store: TelemetryStore, loopback_workspace) -> LogAnalyticsLoopback:
     """The Log Analytics query API on 127.0.0.1, answering from the same store."""
-    with LogAnalyticsLoopback(store, workspaces=(WORKSPACE,)) as server:
-        yield server
+    return loopback_workspace(store, WORKSPACE)
 
 
 @pytest.fixture

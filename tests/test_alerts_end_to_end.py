@@ -32,8 +32,7 @@ from integration_monitoring.alerts import (
 )
 from integration_monitoring.alerts._delivery import Deliverer
 from integration_monitoring.app import create_app
-from integration_monitoring.demo import run_demo
-from integration_monitoring.store import StoreLogExporter, TelemetryStore
+from integration_monitoring.store import StoreLogExporter
 from integration_monitoring.telemetry import use
 
 from .helpers import free_port, http_get, http_post
@@ -45,13 +44,11 @@ SECRET = "relay-secret-for-tests"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, demo_store):
     """Two hours of demo history (a provider outage included), a relay app on uvicorn whose
     own events land in the same store, its outbox, and loopback Slack and PagerDuty."""
     folder = tmp_path_factory.mktemp("e2e")
-    store = TelemetryStore(folder / "e2e.duckdb")
-    run_demo(hours=2, seed=7, tenants=8, integrations=48, store=store, stdout=None,
-             progress=False, now_ns=NOW_NS)
+    store = demo_store(hours=2, now=END, seed=7, tenants=8, integrations=48)
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(StoreLogExporter(store)))
     telemetry = Telemetry(logger_provider=provider, meter_provider=MeterProvider(),
@@ -80,7 +77,6 @@ def world(tmp_path_factory):
             thread.join(10)
     use(previous)
     provider.shutdown()
-    store.close()
 
 
 @pytest.fixture(scope="module")

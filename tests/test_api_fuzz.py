@@ -47,7 +47,6 @@ from integration_monitoring.alerts import SqliteOutbox, load_rules
 from integration_monitoring.alerts._delivery import Deliverer
 from integration_monitoring.alerts._payload import build_log_alert
 from integration_monitoring.app import create_app
-from integration_monitoring.demo import run_demo
 from integration_monitoring.store import StoreLogExporter, TelemetryStore
 from integration_monitoring.telemetry import use
 
@@ -61,7 +60,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 class DemoBackend:
-    """The local backend over the demo store that the `demo_store` fixture fills in: the app
+    """The local backend over the demo store that the `fuzzed_store` fixture fills in: the app
     (so the schema and the tests it parametrizes) exists at import, the data when tests run."""
 
     name = "local"
@@ -70,7 +69,7 @@ class DemoBackend:
         self.local: LocalBackend | None = None
 
     def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer:
-        assert self.local is not None, "the demo_store fixture has not run"
+        assert self.local is not None, "the fuzzed_store fixture has not run"
         return self.local.query(kql, since, until)
 
 
@@ -105,12 +104,10 @@ def _alert(alert_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TelemetryStore]:
+def fuzzed_store(demo_store) -> Iterator[TelemetryStore]:
     """One hour of demo telemetry behind the app, the relay configured (it reads the secret
     per request), and two alerts fired through it."""
-    folder = tmp_path_factory.mktemp("fuzz")
-    store = TelemetryStore(folder / "demo.duckdb")
-    run_demo(hours=1, seed=7, store=store, stdout=None, progress=False)
+    store = demo_store(hours=1, seed=7)
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(StoreLogExporter(store)))
     telemetry = Telemetry(logger_provider=provider, meter_provider=MeterProvider(),
@@ -132,7 +129,6 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TelemetrySt
             BACKEND.local = None
             use(previous)
             provider.shutdown()
-            store.close()
 
 
 _json = st.recursive(

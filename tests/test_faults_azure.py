@@ -28,7 +28,6 @@ import pytest
 
 from integration_monitoring.admin import LocalBackend, LogAnalyticsBackend, SharedQueries
 from integration_monitoring.app import create_app
-from integration_monitoring.demo import run_demo
 from integration_monitoring.queues import ServiceBusDepths, jobs
 from integration_monitoring.schedules import QUEUE_SAMPLER
 from integration_monitoring.store import TelemetryStore
@@ -50,19 +49,14 @@ STATS_QUERIES = ("integration_status", "job_counts", "top_integrations", "error_
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TelemetryStore]:
+def store(demo_store) -> TelemetryStore:
     """Two hours of a small demo workload up to NOW."""
-    store = TelemetryStore(tmp_path_factory.mktemp("faults") / "demo.duckdb")
-    run_demo(hours=2, seed=11, tenants=3, integrations=6, store=store, stdout=None,
-             progress=False, now_ns=int(NOW.timestamp()) * 1_000_000_000)
-    yield store
-    store.close()
+    return demo_store(hours=2, now=NOW, seed=11, tenants=3, integrations=6)
 
 
 @pytest.fixture(scope="module")
-def workspace(store: TelemetryStore) -> Iterator[LogAnalyticsLoopback]:
-    with LogAnalyticsLoopback(store, workspaces=(WORKSPACE,)) as server:
-        yield server
+def workspace(store: TelemetryStore, loopback_workspace) -> LogAnalyticsLoopback:
+    return loopback_workspace(store, WORKSPACE)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ import pytest
 from integration_monitoring import queries
 from integration_monitoring.admin import parse_filters
 from integration_monitoring.admin._filters import Filters
-from integration_monitoring.demo import run_demo
 from integration_monitoring.store import TelemetryStore
 from integration_monitoring.telemetry._metrics import METRICS
 
@@ -98,13 +96,9 @@ def grafana_interpolate(query: str, since: dt.datetime, until: dt.datetime,
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TelemetryStore]:
+def store(demo_store) -> TelemetryStore:
     """Two hours of the demo's workload up to NOW."""
-    store = TelemetryStore(tmp_path_factory.mktemp("grafana") / "demo.duckdb")
-    run_demo(hours=2, seed=7, store=store, stdout=None, progress=False,
-             now_ns=int(NOW.timestamp()) * 1_000_000_000)
-    yield store
-    store.close()
+    return demo_store(hours=2, now=NOW, seed=7)
 
 
 def rows(store: TelemetryStore, text: str) -> list[str]:

@@ -20,7 +20,6 @@ import datetime as dt
 import fnmatch
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ import tree_sitter_bicep
 from integration_monitoring import queries
 from integration_monitoring.admin import _filters
 from integration_monitoring.alerts._relay import PATH as RELAY_PATH
-from integration_monitoring.demo import run_demo
 from integration_monitoring.schedules import TIMERS
 from integration_monitoring.store import TelemetryStore
 
@@ -755,22 +753,13 @@ def as_workbook(
 
 
 @pytest.fixture(scope="module")
-def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TelemetryStore]:
-    store = TelemetryStore(tmp_path_factory.mktemp("workbook") / "demo.duckdb")
-    run_demo(
-        hours=2,
-        seed=7,
-        store=store,
-        stdout=None,
-        progress=False,
-        now_ns=int(NOW.timestamp()) * 1_000_000_000,
-    )
-    yield store
-    store.close()
+def workbook_store(demo_store) -> TelemetryStore:
+    """Two hours of the demo's workload up to NOW."""
+    return demo_store(hours=2, now=NOW, seed=7)
 
 
 @pytest.mark.parametrize("case", WORKBOOK_CASES, ids=lambda c: ",".join(c) or "no-filters")
-def test_workbook_queries_give_the_admin_apis_rows(bicep, demo_store, case):
+def test_workbook_queries_give_the_admin_apis_rows(bicep, workbook_store, case):
     """Each tile's text, as the workbook runs it, answers exactly what the API's text answers."""
     prelude, common, files = workbook_parts(bicep)
     since, until = NOW - dt.timedelta(hours=2), NOW
@@ -784,7 +773,7 @@ def test_workbook_queries_give_the_admin_apis_rows(bicep, demo_store, case):
             + common.read_text()
             + files[tile["query"]].read_text()
         )
-        workbook_rows = demo_store.kql(as_workbook(text_, since, until, bucket, case)).rows
+        workbook_rows = workbook_store.kql(as_workbook(text_, since, until, bucket, case)).rows
         api = _filters.Filters(
             since=since,
             until=until,
@@ -797,7 +786,7 @@ def test_workbook_queries_give_the_admin_apis_rows(bicep, demo_store, case):
             status=status,
             q=case.get("Search", ""),
         )
-        api_rows = demo_store.kql(queries.render(tile["query"], api.values())).rows
+        api_rows = workbook_store.kql(queries.render(tile["query"], api.values())).rows
         assert sorted(map(repr, workbook_rows)) == sorted(map(repr, api_rows)), tile["title"]
         checked += bool(api_rows)
     if not case:

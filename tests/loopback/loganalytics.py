@@ -243,7 +243,8 @@ class LogAnalyticsLoopback(Outages):
 
     def _answer(self, method: str, raw_path: str, headers: dict[str, str],
                 raw_body: bytes) -> tuple[int, dict[str, str], dict[str, Any] | str] | None:
-        """The response to one request, or None when the server stopped meanwhile."""
+        """The response to one request, or None when it gets none (the server stopped, or a
+        stall until healed ended)."""
         try:
             body: Any = json.loads(raw_body) if raw_body else None
         except ValueError:
@@ -285,7 +286,9 @@ class LogAnalyticsLoopback(Outages):
         wait_s = _server_timeout(headers.get("prefer", ""))
         if delay_s:
             stalled = min(delay_s, wait_s) if wait_s is not None else delay_s
-            if self._wait(stalled):
+            # a stall that only healing ended never answers: its client gave up long ago, and
+            # its query must not hold the store while the next client is timed
+            if self._wait(stalled) or math.isinf(stalled):
                 return None
             if wait_s is not None and delay_s > wait_s:
                 return error_answer(GATEWAY_TIMEOUT)
@@ -521,7 +524,7 @@ def _handler_for(loopback: LogAnalyticsLoopback) -> type[BaseHTTPRequestHandler]
         def _serve(self) -> None:
             answer = loopback._answer(self.command, self.path, self.lower_headers(),
                                       self.read_body())
-            if answer is None:  # the server stopped while the answer stalled
+            if answer is None:  # stopped, or a stall that healing ended: no answer at all
                 self.close_connection = True
                 return
             status, extra, payload = answer
