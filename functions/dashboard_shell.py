@@ -12,7 +12,8 @@ from urllib.parse import unquote, urlsplit
 import azure.functions as func
 
 #: The only paths served here; anything else is the keyed app's business.
-PUBLIC = re.compile(r"^/(dashboard(/access\.json|/static(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+)?"
+PUBLIC = re.compile(r"^/(dashboard(/(access|filters)\.json"
+                    r"|/static(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+)?"
                     r"|docs/runbooks/[A-Za-z0-9_-][A-Za-z0-9_.-]*)$")
 
 

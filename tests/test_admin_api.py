@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -22,7 +26,8 @@ from integration_monitoring import (
     record_queue_depth,
     sync_job,
 )
-from integration_monitoring.admin import LocalBackend
+from integration_monitoring.admin import PREFIX, Access, FilterError, LocalBackend, parse_filters
+from integration_monitoring.admin._filters import ENDPOINTS, PARAMETERS, Parameter
 from integration_monitoring.app import create_app
 from integration_monitoring.store import StoreLogExporter, StoreMetricExporter, TelemetryStore
 
@@ -288,3 +293,109 @@ def test_unavailable_store_is_a_503_with_retry_after(tmp_path):
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert response.json()["error"]["code"] == "backend_unavailable"
+
+
+# -- one definition per parameter: the document, the parser and the dashboard agree ----------
+
+def _path(endpoint: str) -> str:
+    return "/api/admin/alerts" if endpoint == "alerts" else f"{PREFIX}/{endpoint}"
+
+
+def _documented(app) -> dict[str, list[dict]]:
+    """Each endpoint's query parameters as the API document lists them."""
+    paths = app.openapi()["paths"]
+    return {endpoint: paths[_path(endpoint)]["get"]["parameters"] for endpoint in ENDPOINTS}
+
+
+def _examples(schema: dict) -> tuple[list[str], list[str]]:
+    """Values the schema allows and values it does not, at its edges."""
+    if "enum" in schema:
+        return schema["enum"], ["bogus"]
+    if schema["type"] == "integer":
+        low, high = schema["minimum"], schema["maximum"]
+        return [str(low), str(high)], [str(low - 1), str(high + 1), "ten"]
+    if "maxLength" in schema:
+        return ["x" * schema["maxLength"]], ["x" * (schema["maxLength"] + 1)]
+    if schema.get("format") == "date-time":
+        return ["2026-03-10T11:00:00Z"], ["yesterday"]
+    return [], ["not valid!", "x" * 129]  # patterns: see the property test below
+
+
+DOCUMENTED = _documented(create_app())
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+def test_the_api_document_says_what_the_parser_enforces(endpoint):
+    """Every parameter the document lists is taken, its values as the schema says; every
+    other parameter is refused."""
+    documented = DOCUMENTED[endpoint]
+    for parameter in documented:
+        allowed, refused = _examples(parameter["schema"])
+        for value in allowed:
+            parse_filters(endpoint, {parameter["name"]: value}, now=NOW)
+        for value in refused:
+            with pytest.raises(FilterError) as error:
+                parse_filters(endpoint, {parameter["name"]: value}, now=NOW)
+            assert error.value.parameter == parameter["name"], value
+    for name in set(PARAMETERS) - {p["name"] for p in documented}:
+        with pytest.raises(FilterError) as error:
+            parse_filters(endpoint, {name: "1"}, now=NOW)
+        assert error.value.code == "unknown_parameter"
+
+
+PATTERNS = sorted({(p["name"], p["schema"]["pattern"]) for params in DOCUMENTED.values()
+                   for p in params if "pattern" in p["schema"]})
+
+
+@pytest.mark.parametrize(("name", "pattern"), PATTERNS, ids=[n for n, _ in PATTERNS])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_value_is_taken_exactly_when_it_matches_the_documented_pattern(name, pattern, data):
+    """The parser checks the very pattern the document shows (and for window the 1m..31d
+    its description gives, forgiving spaces around it)."""
+    value = data.draw(st.one_of(st.from_regex(pattern, fullmatch=True), st.text(max_size=12)))
+    text = value.strip() if name == "window" else value
+    matches = re.fullmatch(pattern, text) is not None
+    if name == "window" and matches:
+        minutes = int(text[:-1]) * {"m": 1, "h": 60, "d": 1440}[text[-1]]
+        matches = 1 <= minutes <= 31 * 1440
+    try:
+        parse_filters("stream", {name: value}, now=NOW)
+        taken = True
+    except FilterError as error:
+        assert error.parameter == name
+        taken = False
+    assert taken == (matches or (value == "" and name != "window"))  # "": any, for a filter
+
+
+def test_the_dashboard_reads_the_api_documents_parameters():
+    """/dashboard/filters.json, public like the page, lists each endpoint's parameters as the
+    document does, and the default window the parser uses."""
+    app = create_app(access=Access("token", "s3cret-token"))
+    served = TestClient(app).get("/dashboard/filters.json")  # no credential
+    assert served.status_code == 200
+    assert served.json()["endpoints"] == _documented(app)
+    window = served.json()["defaults"]["window"]
+    default = parse_filters("stats", {"until": UNTIL}, now=NOW)
+    assert parse_filters("stats", {"until": UNTIL, "window": window}, now=NOW) == default
+
+
+def test_a_parameter_defined_once_reaches_the_document_the_parser_and_the_page(monkeypatch):
+    """A parameter added to the definitions is parsed, documented and offered to the page,
+    with nothing else to change."""
+    region = Parameter("region", "only this region", PARAMETERS["entity"].reader,
+                       pattern=re.compile(r"^[a-z]{2,8}$"))
+    monkeypatch.setitem(PARAMETERS, "region", region)
+    monkeypatch.setitem(ENDPOINTS, "stats", dataclasses.replace(
+        ENDPOINTS["stats"], allowed=ENDPOINTS["stats"].allowed | {"region"}))
+    app = create_app()
+    stats = _documented(app)["stats"]
+    assert stats[-1] == {"name": "region", "in": "query", "required": False,
+                         "description": "only this region",
+                         "schema": {"type": "string", "pattern": "^[a-z]{2,8}$"}}
+    assert "region" not in {p["name"] for p in _documented(app)["health"]}
+    page = TestClient(app).get("/dashboard/filters.json").json()
+    assert page["endpoints"]["stats"] == stats
+    parse_filters("stats", {"region": "emea"}, now=NOW)
+    with pytest.raises(FilterError, match="region"):
+        parse_filters("stats", {"region": "EMEA 1"}, now=NOW)

@@ -151,6 +151,7 @@ def test_with_function_keys_only_the_dashboard_shell_is_anonymous(tmp_path):
         ("dashboard_shell", "/dashboard"),
         ("dashboard_shell", "/dashboard/static/dashboard.js"),
         ("dashboard_shell", "/dashboard/access.json"),
+        ("dashboard_shell", "/dashboard/filters.json"),
         ("runbooks", "/docs/runbooks/high-sync-failure-rate.md"),
         ("dashboard_shell", "/dashboard/../api/admin/integrations/stats"),
         ("dashboard_shell", "/dashboard/%2e%2e/api/health"),
@@ -162,7 +163,7 @@ def test_with_function_keys_only_the_dashboard_shell_is_anonymous(tmp_path):
     assert bindings["dashboard_shell"]["route"] == "dashboard/{*path}"
     assert bindings["dashboard_shell"]["methods"] == ["GET"]
     assert bindings["runbooks"]["authLevel"] == "ANONYMOUS"
-    assert list(result["answers"].values()) == [200, 200, 200, 200, 404, 404, 404]
+    assert list(result["answers"].values()) == [200, 200, 200, 200, 200, 404, 404, 404]
 
 
 def test_behind_entra_id_the_app_is_one_anonymous_function_that_checks_the_principal(

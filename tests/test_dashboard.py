@@ -3,6 +3,7 @@ local app with demo data, one server and one browser for the whole module."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import uuid
@@ -21,13 +22,14 @@ from playwright.sync_api import (
 )
 
 from integration_monitoring.admin import Access, LocalBackend, LogAnalyticsBackend
+from integration_monitoring.admin._filters import ENDPOINTS
 from integration_monitoring.alerts import rule_by_id
 from integration_monitoring.alerts._payload import build_log_alert
 from integration_monitoring.app import create_app
 from integration_monitoring.demo import run_demo
 from integration_monitoring.store import TelemetryStore
 
-from .helpers import Server, http_post, serve_app
+from .helpers import Server, http_get, http_post, serve_app
 from .loopback.loganalytics import LogAnalyticsLoopback
 from .screenshot import launch
 from .test_access import READER_A, two_tenant_store
@@ -709,3 +711,52 @@ def test_the_stream_reconnects_after_the_front_end_answers_503(dashboard):
     expect(page.locator("#live")).to_have_text("Live")
     assert len(refused) == 2
     assert dashboard.page_errors == []
+
+
+def test_the_page_takes_its_filters_from_the_servers_definitions(browser, monkeypatch, tmp_path):
+    """The form's statuses and what each panel is sent follow the server's definitions: a
+    status the health endpoint gains is offered, and a filter an endpoint stops taking is no
+    longer sent to it."""
+    # given a server whose health endpoint takes one more status and whose performance
+    # endpoint no longer takes adapterType
+    health, performance = ENDPOINTS["health"], ENDPOINTS["performance"]
+    monkeypatch.setitem(ENDPOINTS, "health", dataclasses.replace(
+        health, statuses=(*health.statuses, "retired")))
+    monkeypatch.setitem(ENDPOINTS, "performance", dataclasses.replace(
+        performance, allowed=performance.allowed - {"adapterType"}))
+    store = TelemetryStore(tmp_path / "empty.duckdb")
+    with serve_app(create_app(backend=LocalBackend(store), access=Access("open"))) as url:
+        document = http_get(url + "/api/openapi.json").json()
+        [status] = [p for p in document["paths"]["/api/admin/integrations/health"]["get"][
+            "parameters"] if p["name"] == "status"]
+        assert status["schema"]["enum"][-1] == "retired"
+        context = browser.new_context(base_url=url, viewport=VIEWPORT)
+        try:
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            asked: list[str] = []
+            page.on("request", lambda request: asked.append(request.url))
+            # when the page opens filtered by adapter
+            page.goto("/dashboard?adapterType=hubspot")
+            page.wait_for_selector("body[data-loaded]")
+            # then the Status field offers the health endpoint's statuses, the new one too
+            options = page.locator("#filters [name=status] option").all_text_contents()
+            assert options == ["any", *health.statuses, "retired"]
+            # when the new status is chosen and applied
+            loaded = page.evaluate("() => document.body.dataset.loaded")
+            page.locator("#filters [name=status]").select_option("retired")
+            page.get_by_role("button", name="Apply").click()
+            page.wait_for_function("(before) => document.body.dataset.loaded !== before",
+                                   arg=loaded)
+            # then health is asked for it, and performance is not sent the adapter
+            sent = {urlsplit(u).path.rsplit("/", 1)[-1]: _params(u) for u in asked
+                    if "/api/admin/integrations/" in u}
+            assert sent["health"] == {"adapterType": "hubspot", "status": "retired"}
+            assert sent["stats"] == sent["stream"] == {"adapterType": "hubspot"}
+            assert sent["performance"] == {}
+            expect(page.locator("#error")).to_be_hidden()
+            assert errors == []
+        finally:
+            context.close()
+    store.close()

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 
 from integration_monitoring.admin import LocalBackend
@@ -31,7 +32,19 @@ def _read(lines, until: str) -> list[str]:
     return seen
 
 
-def test_stream_sends_snapshots_on_change_and_ends_with_a_retry_hint(tmp_path):
+class SlowFirstFingerprint(LocalBackend):
+    """The first fingerprint's answer comes just after `until` moves on, as on a busy host."""
+
+    def query(self, kql, since, until):
+        answer = super().query(kql, since, until)
+        if "events = countif" in kql and not getattr(self, "slowed", False):
+            self.slowed = True
+            time.sleep(5 - time.time() % 5 + 0.05)
+        return answer
+
+
+@pytest.mark.parametrize("backend", [LocalBackend, SlowFirstFingerprint])
+def test_stream_sends_snapshots_on_change_and_ends_with_a_retry_hint(tmp_path, backend):
     """Retry hint first, a snapshot, a new snapshot after new data, then `bye`.
 
     The new data is written once the first snapshot has arrived, however long that took, and
@@ -39,7 +52,7 @@ def test_stream_sends_snapshots_on_change_and_ends_with_a_retry_hint(tmp_path):
     stays open long enough to cross two such boundaries."""
     store = TelemetryStore(tmp_path / "s.duckdb")
     store.append("AppTraces", [_event("sync.completed")])
-    app = create_app(backend=LocalBackend(store),
+    app = create_app(backend=backend(store),
                      stream_options={"poll_s": 0.2, "stream_s": 11, "retry_ms": 1500})
     client = TestClient(app)
     lines = []

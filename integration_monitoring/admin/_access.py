@@ -27,8 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ._filters import _ID as _TENANT_ID  # claims become KQL literals: the API's id rule
-from ._filters import Filters
+from ._filters import PARAMETERS, Filters
 
 ADMIN_ROLE = "Monitoring.Admin"
 READER_ROLE = "Monitoring.Reader"
@@ -44,6 +43,8 @@ _ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claim
 _NAME_CLAIMS = ("name", "preferred_username", "upn", "email",
                 "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
 _MAX_PRINCIPAL = 64 * 1024
+#: Claimed tenants become KQL literals, as a tenantId filter does: the same rule.
+_TENANT_ID = PARAMETERS["tenantId"].pattern
 
 
 class AccessDenied(Exception):

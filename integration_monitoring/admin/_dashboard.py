@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,8 +18,8 @@ from starlette.background import BackgroundTask
 
 from ..alerts import RUNBOOKS, load_rules
 from ._backends import BackendUnavailable, QueryFailed
-from ._filters import FilterError, Filters, parse_filters
-from ._routes import _ERRORS, PREFIX, Caller, _parameters, error_response, scoped
+from ._filters import FilterError, Filters, definitions, openapi_parameters, parse_filters
+from ._routes import ERRORS, PREFIX, Caller, error_response, scoped
 from ._service import AdminService
 
 DASHBOARD = Path(__file__).resolve().parent / "dashboard"
@@ -55,6 +57,12 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
         """How the page must sign its API calls; public, like the page (it holds no data)."""
         return request.app.state.access.public()
 
+    @router.get("/dashboard/filters.json", include_in_schema=False)
+    def filters() -> dict[str, Any]:
+        """Which filters each endpoint takes, with their rules and defaults, from the
+        definitions the API itself parses and documents; public, like access.json."""
+        return definitions()
+
     @router.get("/dashboard/static/{path:path}", include_in_schema=False)
     def asset(path: str):
         known = ASSETS.get(path)
@@ -72,8 +80,8 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
                                  media_type="text/markdown; charset=utf-8")
 
     @router.get(f"{PREFIX}/stream", tags=["admin"], openapi_extra={
-        "parameters": _parameters("stream")},
-        responses={**_ERRORS, 200: {"content": {"text/event-stream": {}},
+        "parameters": openapi_parameters("stream")},
+        responses={**ERRORS, 200: {"content": {"text/event-stream": {}},
                                     "description": "Server-Sent Events: `snapshot` when "
                                                    "data changes"}})
     async def stream(request: Request,
@@ -116,8 +124,11 @@ async def _polls(request: Request, service: AdminService, params: dict[str, str]
         if await request.is_disconnected():
             return
         try:
-            # `until` moves with the clock; the caller's scope applies to every poll
-            filters = _windowed(scoped(request, parse_filters("stream", params)), params)
+            # `until` moves with the clock; the caller's scope applies to every poll. Both
+            # questions share one `until`: stats cached for a later one could predate the
+            # data the fingerprint saw, and the snapshot would show the old numbers.
+            now = dt.datetime.now(dt.UTC)
+            filters = _windowed(scoped(request, parse_filters("stream", params, now)), params)
             answer = await run_in_threadpool(service.run, "stream_fingerprint", filters)
             row = answer.rows[0] if answer.rows else {"events": 0, "latest": None}
             fingerprint = f"{row['events']}@{row['latest']}"
@@ -125,7 +136,7 @@ async def _polls(request: Request, service: AdminService, params: dict[str, str]
             if fingerprint != last:
                 stats = await run_in_threadpool(
                     service.stats,
-                    _windowed(scoped(request, parse_filters("stats", params)), params))
+                    _windowed(scoped(request, parse_filters("stats", params, now)), params))
         except (BackendUnavailable, QueryFailed) as error:
             yield "event: unavailable\ndata: " + json.dumps({"message": str(error)}) + "\n\n"
             return  # EventSource reconnects after the retry hint

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 MAX_RANGE = dt.timedelta(days=31)
 LOOKBACK = dt.timedelta(days=30)  # status events and last successful syncs: retention
-DEFAULT_WINDOW = dt.timedelta(hours=24)
 #: `until` defaults to now rounded down to this, so identical requests share a cache entry.
 NOW_GRANULARITY_S = 5
 BUCKETS = [dt.timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 180, 360, 720, 1440)]
 MAX_BUCKETS = 96
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
-_ADAPTER = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_ENTITY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
-_WINDOW = re.compile(r"^([0-9]{1,4})(m|h|d)$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+_DEFAULT_WINDOW = "24h"
 
 INTEGRATION_STATUSES = ("active", "paused", "error", "healthy", "degraded", "failing", "stale")
 JOB_STATUSES = ("completed", "failed", "running")
@@ -107,57 +104,53 @@ ENDPOINTS = {
 }
 
 
-def parse_filters(endpoint: str, params: Mapping[str, str] | Any,
-                  now: dt.datetime | None = None) -> Filters:
-    """Validate query parameters for an endpoint; raises FilterError naming the parameter."""
-    spec = ENDPOINTS[endpoint]
-    items = list(params.multi_items()) if hasattr(params, "multi_items") else list(
-        params.items())
-    seen: dict[str, str] = {}
-    for key, value in items:
-        if key not in spec.allowed:
-            raise FilterError(key, f"unknown parameter {key!r}; this endpoint takes "
-                              f"{', '.join(sorted(spec.allowed))}", "unknown_parameter")
-        if key in seen:
-            raise FilterError(key, f"{key} is given more than once")
-        seen[key] = value
-    now = now or dt.datetime.now(dt.UTC)
-    until = _time(seen, "until") or _floor(now)
-    if "window" in seen and "since" in seen:
-        raise FilterError("window", "give either window or since, not both")
-    since = _time(seen, "since") or until - _window(seen)
-    if since >= until:
-        raise FilterError("since", "since must be before until")
-    if until - since > MAX_RANGE:
-        raise FilterError("since", "the time range is at most 31 days")
-    status = seen.get("status", "")
-    if status and status not in spec.statuses:
-        raise FilterError("status", f"status must be one of {', '.join(spec.statuses)}")
-    return Filters(
-        since=since, until=until, bucket=bucket_for(until - since),
-        tenant_id=_match(seen, "tenantId", _ID), integration_id=_match(seen, "integrationId", _ID),
-        adapter_type=_match(seen, "adapterType", _ADAPTER), entity=_match(seen, "entity", _ENTITY),
-        status=status, q=_text(seen), limit=_limit(seen, spec.default_limit),
-    )
+@dataclass(frozen=True)
+class Parameter:
+    """A query parameter, defined once: the API document's description and schema come from
+    the same fields its reader checks a value against. The reader also applies the rules a
+    schema cannot say (window's 1m..31d, q's control characters), and strips the spaces
+    around times, windows and limits."""
+
+    name: str
+    description: str
+    reader: Callable[[Parameter, str, Endpoint], Any]
+    type: str = "string"
+    pattern: re.Pattern[str] | None = None
+    format: str | None = None
+    max_length: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    #: The values are the endpoint's `statuses`.
+    closed: bool = False
+    #: The value used when the parameter is not given, as a caller would write it.
+    default: str | None = None
+
+    def read(self, value: str, endpoint: Endpoint) -> Any:
+        """The checked value; FilterError naming the parameter when it is wrong."""
+        return self.reader(self, value, endpoint)
+
+    def document(self, endpoint: Endpoint) -> dict[str, Any]:
+        """The parameter as the endpoint's OpenAPI operation lists it."""
+        rules = {"pattern": self.pattern.pattern if self.pattern else None,
+                 "format": self.format, "maxLength": self.max_length,
+                 "minimum": self.minimum, "maximum": self.maximum,
+                 "enum": list(endpoint.statuses) if self.closed else None}
+        return {"name": self.name, "in": "query", "required": False,
+                "description": self.description,
+                "schema": {"type": self.type,
+                           **{key: rule for key, rule in rules.items() if rule is not None}}}
 
 
-def bucket_for(span: dt.timedelta) -> dt.timedelta:
-    """The smallest bucket that splits the range into at most 96 points."""
-    for bucket in BUCKETS:
-        if span / bucket <= MAX_BUCKETS:
-            return bucket
-    return BUCKETS[-1]
+def _identifier(parameter: Parameter, value: str, _: Endpoint) -> str:
+    if value and not parameter.pattern.fullmatch(value):
+        raise FilterError(parameter.name, f"{parameter.name} {value[:40]!r} is not a valid "
+                          "identifier: letters, digits and . _ - : @ / only, starting with a "
+                          "letter or digit")
+    return value
 
 
-def _floor(now: dt.datetime) -> dt.datetime:
-    seconds = int(now.timestamp()) // NOW_GRANULARITY_S * NOW_GRANULARITY_S
-    return dt.datetime.fromtimestamp(seconds, dt.UTC)
-
-
-def _time(seen: dict[str, str], name: str) -> dt.datetime | None:
-    value = seen.get(name)
-    if value is None:
-        return None
+def _time(parameter: Parameter, value: str, _: Endpoint) -> dt.datetime:
+    name = parameter.name
     try:
         moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace(
             "z", "+00:00"))
@@ -172,11 +165,8 @@ def _time(seen: dict[str, str], name: str) -> dt.datetime | None:
     return moment.astimezone(dt.UTC)
 
 
-def _window(seen: dict[str, str]) -> dt.timedelta:
-    value = seen.get("window")
-    if value is None:
-        return DEFAULT_WINDOW
-    match = _WINDOW.fullmatch(value.strip())
+def _window(parameter: Parameter, value: str, _: Endpoint) -> dt.timedelta:
+    match = parameter.pattern.fullmatch(value.strip())
     if not match:
         raise FilterError("window", "window must look like 15m, 6h or 7d")
     span = dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
@@ -185,30 +175,116 @@ def _window(seen: dict[str, str]) -> dt.timedelta:
     return span
 
 
-def _match(seen: dict[str, str], name: str, pattern: re.Pattern[str]) -> str:
-    value = seen.get(name, "")
-    if value and not pattern.fullmatch(value):
-        raise FilterError(name, f"{name} {value[:40]!r} is not a valid identifier: letters, "
-                          "digits and . _ - : @ / only, starting with a letter or digit")
+def _status(_: Parameter, value: str, endpoint: Endpoint) -> str:
+    if value and value not in endpoint.statuses:
+        raise FilterError("status", f"status must be one of {', '.join(endpoint.statuses)}")
     return value
 
 
-def _text(seen: dict[str, str]) -> str:
-    value = seen.get("q", "")
-    if len(value) > 200:
-        raise FilterError("q", "q is at most 200 characters")
+def _text(parameter: Parameter, value: str, _: Endpoint) -> str:
+    if len(value) > parameter.max_length:
+        raise FilterError("q", f"q is at most {parameter.max_length} characters")
     if _CONTROL.search(value):
         raise FilterError("q", "q must not contain control characters")
     return value
 
 
-def _limit(seen: dict[str, str], default: int) -> int:
-    value = seen.get("limit")
-    if value is None:
-        return default
+def _count(parameter: Parameter, value: str, _: Endpoint) -> int:
+    wrong = FilterError(parameter.name, f"{parameter.name} must be a whole number from "
+                        f"{parameter.minimum} to {parameter.maximum}")
     if not re.fullmatch(r"[0-9]{1,4}", value.strip()):
-        raise FilterError("limit", "limit must be a whole number from 1 to 1000")
-    limit = int(value)
-    if not 1 <= limit <= 1000:
-        raise FilterError("limit", "limit must be a whole number from 1 to 1000")
-    return limit
+        raise wrong
+    if not parameter.minimum <= int(value) <= parameter.maximum:
+        raise wrong
+    return int(value)
+
+
+#: Every query parameter, in the order the API document lists them.
+PARAMETERS = {p.name: p for p in (
+    Parameter("tenantId", "only this tenant", _identifier, pattern=_ID),
+    Parameter("integrationId", "only this integration", _identifier, pattern=_ID),
+    Parameter("adapterType", "only this adapter type (salesforce, hubspot, ...)", _identifier,
+              pattern=re.compile(r"^[a-z][a-z0-9_-]{0,63}$")),
+    Parameter("entity", "only this entity (contact, deal, ...)", _identifier,
+              pattern=re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")),
+    Parameter("since", "start of the range, ISO 8601 (default: until - window)", _time,
+              format="date-time"),
+    Parameter("until", "end of the range, ISO 8601 (default: now)", _time, format="date-time"),
+    Parameter("window", "length of the range when since is not given: 15m, 6h, 7d (default "
+              f"{_DEFAULT_WINDOW}, at most 31d)", _window,
+              pattern=re.compile(r"^([0-9]{1,4})(m|h|d)$"), default=_DEFAULT_WINDOW),
+    Parameter("status", "only this status", _status, closed=True),
+    Parameter("q", "text to find in errors, ids and task ids", _text, max_length=200),
+    Parameter("limit", "how many rows in lists", _count, type="integer", minimum=1,
+              maximum=1000),
+)}
+
+
+def openapi_parameters(endpoint: str) -> list[dict[str, Any]]:
+    """The endpoint's query parameters for its OpenAPI operation."""
+    spec = ENDPOINTS[endpoint]
+    return [p.document(spec) for p in PARAMETERS.values() if p.name in spec.allowed]
+
+
+def definitions() -> dict[str, Any]:
+    """What the dashboard builds its filters from: each endpoint's parameters as the API
+    document lists them, and the defaults the document gives only in words."""
+    return {"endpoints": {endpoint: openapi_parameters(endpoint) for endpoint in ENDPOINTS},
+            "defaults": {p.name: p.default for p in PARAMETERS.values() if p.default}}
+
+
+def parse_filters(endpoint: str, params: Mapping[str, str] | Any,
+                  now: dt.datetime | None = None) -> Filters:
+    """Validate query parameters for an endpoint; raises FilterError naming the parameter."""
+    spec = ENDPOINTS[endpoint]
+    items = list(params.multi_items()) if hasattr(params, "multi_items") else list(
+        params.items())
+    seen: dict[str, str] = {}
+    for key, value in items:
+        if key not in spec.allowed:
+            raise FilterError(key, f"unknown parameter {key!r}; this endpoint takes "
+                              f"{', '.join(sorted(spec.allowed))}", "unknown_parameter")
+        if key in seen:
+            raise FilterError(key, f"{key} is given more than once")
+        seen[key] = value
+
+    read: dict[str, Any] = {}
+
+    def given(name: str, absent: Any = "") -> Any:
+        if name not in read:
+            parameter = PARAMETERS[name]
+            value = seen.get(name, parameter.default)
+            read[name] = absent if value is None else parameter.read(value, spec)
+        return read[name]
+
+    now = now or dt.datetime.now(dt.UTC)
+    until = given("until", None) or _floor(now)
+    if "window" in seen and "since" in seen:
+        raise FilterError("window", "give either window or since, not both")
+    since = given("since", None) or until - given("window")
+    if since >= until:
+        raise FilterError("since", "since must be before until")
+    if until - since > MAX_RANGE:
+        raise FilterError("since", "the time range is at most 31 days")
+    filters = Filters(
+        since=since, until=until, bucket=bucket_for(until - since), status=given("status"),
+        tenant_id=given("tenantId"), integration_id=given("integrationId"),
+        adapter_type=given("adapterType"), entity=given("entity"),
+        q=given("q"), limit=given("limit", spec.default_limit),
+    )
+    for name in seen:  # every value given is checked by its definition, used or not
+        given(name)
+    return filters
+
+
+def bucket_for(span: dt.timedelta) -> dt.timedelta:
+    """The smallest bucket that splits the range into at most 96 points."""
+    for bucket in BUCKETS:
+        if span / bucket <= MAX_BUCKETS:
+            return bucket
+    return BUCKETS[-1]
+
+
+def _floor(now: dt.datetime) -> dt.datetime:
+    seconds = int(now.timestamp()) // NOW_GRANULARITY_S * NOW_GRANULARITY_S
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)

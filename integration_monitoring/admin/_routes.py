@@ -17,58 +17,24 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from ..http import error_response
-from . import _filters
 from . import _models as m
 from ._access import AccessDenied, Principal, scope
 from ._backends import BackendUnavailable, QueryFailed
 from ._fairness import Busy, caller_key
-from ._filters import FilterError, Filters, parse_filters
+from ._filters import FilterError, Filters, openapi_parameters, parse_filters
 from ._service import AdminService
 
 PREFIX = "/api/admin/integrations"
-_ERRORS = {400: {"model": m.ErrorBody, "description": "a parameter is wrong; the body names it"},
-           401: {"model": m.ErrorBody, "description": "credentials are missing or wrong"},
-           403: {"model": m.ErrorBody,
-                 "description": "the caller may not read this (another tenant, no role)"},
-           429: {"model": m.ErrorBody,
-                 "description": "the caller has too many questions or streams open at once; "
-                                "Retry-After says when to ask again"},
-           502: {"model": m.ErrorBody, "description": "the query engine rejected a query"},
-           503: {"model": m.ErrorBody,
-                 "description": "the query engine is unavailable or throttled; see Retry-After"}}
-
-
-#: Query parameters as the document describes them, in this order; `_filters.py` enforces
-#: the same rules (and a few the schema cannot say, such as window's 1m..31d).
-_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "tenantId": ("only this tenant", {"pattern": _filters._ID.pattern}),
-    "integrationId": ("only this integration", {"pattern": _filters._ID.pattern}),
-    "adapterType": ("only this adapter type (salesforce, hubspot, ...)",
-                    {"pattern": _filters._ADAPTER.pattern}),
-    "entity": ("only this entity (contact, deal, ...)", {"pattern": _filters._ENTITY.pattern}),
-    "since": ("start of the range, ISO 8601 (default: until - window)", {"format": "date-time"}),
-    "until": ("end of the range, ISO 8601 (default: now)", {"format": "date-time"}),
-    "window": ("length of the range when since is not given: 15m, 6h, 7d (default 24h, at "
-               "most 31d)", {"pattern": _filters._WINDOW.pattern}),
-    "status": ("only this status", {}),
-    "q": ("text to find in errors, ids and task ids", {"maxLength": 200}),
-    "limit": ("how many rows in lists", {"type": "integer", "minimum": 1, "maximum": 1000}),
-}
-
-
-def _parameters(endpoint: str) -> list[dict[str, Any]]:
-    """The endpoint's query parameters, from `_filters.ENDPOINTS`, for the OpenAPI document."""
-    spec = _filters.ENDPOINTS[endpoint]
-    out = []
-    for name, (description, rules) in _PARAMETERS.items():
-        if name not in spec.allowed:
-            continue
-        schema = {"type": "string", **rules}
-        if name == "status":
-            schema["enum"] = list(spec.statuses)
-        out.append({"name": name, "in": "query", "required": False,
-                    "description": description, "schema": schema})
-    return out
+ERRORS = {400: {"model": m.ErrorBody, "description": "a parameter is wrong; the body names it"},
+          401: {"model": m.ErrorBody, "description": "credentials are missing or wrong"},
+          403: {"model": m.ErrorBody,
+                "description": "the caller may not read this (another tenant, no role)"},
+          429: {"model": m.ErrorBody,
+                "description": "the caller has too many questions or streams open at once; "
+                               "Retry-After says when to ask again"},
+          502: {"model": m.ErrorBody, "description": "the query engine rejected a query"},
+          503: {"model": m.ErrorBody,
+                "description": "the query engine is unavailable or throttled; see Retry-After"}}
 
 
 def caller(request: Request) -> Principal:
@@ -137,7 +103,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
     """The five endpoints and the alerts. `service_factory` is called per request."""
     router = APIRouter(tags=["admin"], dependencies=[Depends(caller)])
-    integrations = APIRouter(prefix=PREFIX, tags=["admin"], responses=_ERRORS)
+    integrations = APIRouter(prefix=PREFIX, tags=["admin"], responses=ERRORS)
 
     async def answer(request: Request, endpoint: str,
                      method: Callable[[AdminService, Any], dict[str, Any]]) -> dict[str, Any]:
@@ -146,14 +112,14 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
         return await run_in_threadpool(method, service, filters)
 
     @integrations.get("/stats", response_model=m.Stats, openapi_extra={
-        "parameters": _parameters("stats")})
+        "parameters": openapi_parameters("stats")})
     async def stats(request: Request) -> dict[str, Any]:
         """System overview: integrations by status, jobs by status, top integrations by sync
         volume, and the failure-rate trend."""
         return await answer(request, "stats", AdminService.stats)
 
     @integrations.get("/health", response_model=m.Health, openapi_extra={
-        "parameters": _parameters("health")})
+        "parameters": openapi_parameters("health")})
     async def health(request: Request) -> dict[str, Any]:
         """Per integration: status, last successful sync, sync frequency, error count,
         connection status, and a health verdict (healthy, degraded, failing, stale,
@@ -161,21 +127,21 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
         return await answer(request, "health", AdminService.health)
 
     @integrations.get("/sync-activity", response_model=m.SyncActivity, openapi_extra={
-        "parameters": _parameters("sync-activity")})
+        "parameters": openapi_parameters("sync-activity")})
     async def sync_activity(request: Request) -> dict[str, Any]:
         """Jobs running now, the last `limit` jobs, records created/updated/failed, and the
         sync duration trend."""
         return await answer(request, "sync-activity", AdminService.sync_activity)
 
     @integrations.get("/errors", response_model=m.Errors, openapi_extra={
-        "parameters": _parameters("errors")})
+        "parameters": openapi_parameters("errors")})
     async def errors(request: Request) -> dict[str, Any]:
         """Recent errors by integration, the failure-rate trend, top error types, and failed
         jobs."""
         return await answer(request, "errors", AdminService.errors)
 
     @integrations.get("/performance", response_model=m.Performance, openapi_extra={
-        "parameters": _parameters("performance")})
+        "parameters": openapi_parameters("performance")})
     async def performance(request: Request) -> dict[str, Any]:
         """Average sync duration by integration, records per second, queue depth trend, and
         API latency by adapter."""
@@ -183,15 +149,15 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
 
     router.include_router(integrations)
 
-    @router.get("/api/admin/me", response_model=m.Me, responses=_ERRORS)
+    @router.get("/api/admin/me", response_model=m.Me, responses=ERRORS)
     async def me(request: Request, principal: Caller) -> dict[str, Any]:
         """Who the caller is, and which tenants they may read (null: every tenant)."""
         return {**principal.describe(), "mode": request.app.state.access.mode}
 
-    alerts = APIRouter(prefix="/api/admin/alerts", tags=["alerts"], responses=_ERRORS)
+    alerts = APIRouter(prefix="/api/admin/alerts", tags=["alerts"], responses=ERRORS)
 
     @alerts.get("", response_model=m.Alerts, openapi_extra={
-        "parameters": _parameters("alerts")})
+        "parameters": openapi_parameters("alerts")})
     async def list_alerts(request: Request) -> dict[str, Any]:
         """Active alerts and alert history (from the relay's alert.fired / alert.resolved
         events), with acknowledgements; `status` is active or resolved."""

@@ -2,17 +2,15 @@
 // refreshes itself when the server's event stream says the data changed.
 
 const API = "/api/admin";
-const FILTERS = ["tenantId", "integrationId", "adapterType", "entity", "status", "window", "q"];
-// Which filters each endpoint takes (it refuses the others).
-const COMMON = ["tenantId", "integrationId", "adapterType", "entity", "window"];
-const ACCEPTS = {
-  stats: COMMON,
-  health: [...COMMON, "status", "q"],
-  "sync-activity": [...COMMON, "q"],
-  errors: [...COMMON, "q"],
-  performance: COMMON,
-  stream: COMMON,
-};
+const $ = (id) => document.getElementById(id);
+// The filters the page offers are its form's fields.
+const FILTERS = [...$("filters").elements].map((field) => field.name).filter(Boolean);
+// The Status field lists integration statuses: it narrows the health table only (other
+// endpoints' statuses are job and alert states).
+const ONLY_FOR = { status: "health" };
+// Which parameters each endpoint takes (it refuses the others), their rules and defaults:
+// the server's own definitions, read from /dashboard/filters.json at start.
+let definitions = null;
 const charts = {};
 let healthSort = { key: "health", descending: false };
 let lastHealth = [];
@@ -26,8 +24,6 @@ let lastFingerprint = FRESH;
 let access = { credential: "none" };
 const STORED = "integration-monitoring.credential";
 
-const $ = (id) => document.getElementById(id);
-
 function currentFilters() {
   const params = new URLSearchParams(location.search);
   const filters = {};
@@ -38,11 +34,12 @@ function currentFilters() {
   return filters;
 }
 
-function query(endpoint, extra = {}) {
+function query(endpoint) {
   const filters = currentFilters();
   const params = new URLSearchParams();
-  for (const key of ACCEPTS[endpoint]) if (filters[key]) params.set(key, filters[key]);
-  for (const [key, value] of Object.entries(extra)) params.set(key, value);
+  for (const { name } of definitions.endpoints[endpoint]) {
+    if (filters[name] && (ONLY_FOR[name] ?? endpoint) === endpoint) params.set(name, filters[name]);
+  }
   const text = params.toString();
   return text ? `?${text}` : "";
 }
@@ -387,8 +384,8 @@ async function refresh() {
     const panels = [
       [`${base}/stats${query("stats")}`, renderOverview],
       [`${base}/health${query("health")}`, (body) => renderHealth(body.integrations)],
-      [`${base}/sync-activity${query("sync-activity", { limit: 100 })}`, renderActivity],
-      [`${base}/errors${query("errors", { limit: 50 })}`, renderErrors],
+      [`${base}/sync-activity${query("sync-activity")}`, renderActivity],
+      [`${base}/errors${query("errors")}`, renderErrors],
       [`${base}/performance${query("performance")}`, renderPerformance],
       [`${API}/alerts?status=active`, renderAlerts],
     ];
@@ -505,22 +502,24 @@ async function connect() {
 function fillForm() {
   const form = $("filters");
   const filters = currentFilters();
-  for (const key of FILTERS) form.elements[key].value = filters[key] || (key === "window" ? "24h" : "");
+  for (const key of FILTERS) form.elements[key].value = filters[key] || definitions.defaults[key] || "";
 }
 
 function applyForm(event) {
   event.preventDefault();
+  if (!definitions) return;  // still starting
   const form = $("filters");
   const params = new URLSearchParams();
   for (const key of FILTERS) {
     const value = form.elements[key].value.trim();
-    if (value && !(key === "window" && value === "24h")) params.set(key, value);
+    if (value && value !== definitions.defaults[key]) params.set(key, value);
   }
   history.pushState(null, "", `/dashboard${params.toString() ? `?${params}` : ""}`);
   reload();
 }
 
 function reload() {
+  if (!definitions) return;  // start() reloads, from the URL, once they are in
   fillForm();
   lastFingerprint = FRESH;
   refresh();
@@ -540,12 +539,28 @@ $("filters").addEventListener("submit", applyForm);
 $("clear").addEventListener("click", () => { history.pushState(null, "", "/dashboard"); reload(); });
 $("sign-in").addEventListener("submit", signIn);
 
+// A field limited to one endpoint offers that endpoint's values.
+function offerValues() {
+  for (const [name, endpoint] of Object.entries(ONLY_FOR)) {
+    const values = definitions.endpoints[endpoint].find((p) => p.name === name).schema.enum;
+    $("filters").elements[name].append(...values.map((value) => el("option", {}, value)));
+  }
+}
+
 async function start() {
   try {
     access = await (await fetch("/dashboard/access.json")).json();
   } catch {
     // an older server: no credential
   }
+  try {
+    definitions = await getJSON("/dashboard/filters.json");
+  } catch (error) {
+    if (error instanceof SignInNeeded) askToSignIn(error);
+    else showError(error);
+    return;
+  }
+  offerValues();
   if (["bearer", "function-key"].includes(access.credential) && !sessionStorage.getItem(STORED)) {
     askToSignIn(new Error(""));
     return;
