@@ -423,7 +423,9 @@ def test_rule_values_are_ones_the_api_accepts(rule):
 
     channels = rule["channels"]
     assert channels and set(channels) <= set(CHANNELS), f"{rid}: channels {channels}"
-    assert (ROOT / rule["runbook"]).is_file(), f"{rid}: no runbook at {rule['runbook']}"
+    # the app serves runbooks/<id>.md beside the rules at the rule's runbook path
+    assert rule["runbook"] == f"docs/runbooks/{rid}.md", f"{rid}: runbook {rule['runbook']}"
+    assert (RULES_FILE.parent / "runbooks" / f"{rid}.md").is_file(), f"{rid}: no runbook"
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.get("id", "?"))
