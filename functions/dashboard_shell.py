@@ -31,13 +31,14 @@ def blueprint(asgi_app) -> func.Blueprint:
         return await middleware.handle_async(req, context)
 
     @bp.function_name("dashboard_shell")
-    @bp.route(route="dashboard/{*path}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    @bp.route(route="dashboard/{*path}", methods=["GET", "HEAD"],
+              auth_level=func.AuthLevel.ANONYMOUS)
     async def dashboard_shell(req: func.HttpRequest,
                               context: func.Context) -> func.HttpResponse:
         return await serve(req, context)
 
     @bp.function_name("runbooks")
-    @bp.route(route="docs/runbooks/{name}", methods=["GET"],
+    @bp.route(route="docs/runbooks/{name}", methods=["GET", "HEAD"],
               auth_level=func.AuthLevel.ANONYMOUS)
     async def runbooks(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
         return await serve(req, context)

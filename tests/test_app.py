@@ -161,7 +161,8 @@ def test_with_function_keys_only_the_dashboard_shell_is_anonymous(tmp_path):
     assert bindings["http_app_func"]["authLevel"] == "FUNCTION"
     assert bindings["dashboard_shell"]["authLevel"] == "ANONYMOUS"
     assert bindings["dashboard_shell"]["route"] == "dashboard/{*path}"
-    assert bindings["dashboard_shell"]["methods"] == ["GET"]
+    assert bindings["dashboard_shell"]["methods"] == ["GET", "HEAD"]
+    assert bindings["runbooks"]["methods"] == ["GET", "HEAD"]
     assert bindings["runbooks"]["authLevel"] == "ANONYMOUS"
     assert list(result["answers"].values()) == [200, 200, 200, 200, 200, 404, 404, 404]
 

@@ -13,22 +13,25 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from ..alerts import RUNBOOKS, load_rules
 from ._backends import BackendUnavailable, QueryFailed
 from ._filters import FilterError, Filters, definitions, openapi_parameters, parse_filters
-from ._routes import ERRORS, PREFIX, Caller, error_response, scoped
+from ._routes import ERRORS, PREFIX, Caller, scoped
 from ._service import AdminService
+from ._static import StaticFiles, file_response
 
 DASHBOARD = Path(__file__).resolve().parent / "dashboard"
 #: The only files served from dashboard/ (package files and node_modules stay private).
 ASSETS = {
-    "dashboard.js": ("dashboard.js", "text/javascript"),
-    "dashboard.css": ("dashboard.css", "text/css"),
-    "vendor/chart.umd.js": ("vendor/chart.umd.js", "text/javascript"),
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "vendor/chart.umd.js": "text/javascript; charset=utf-8",
 }
+#: Routes a browser may also ask with HEAD (the page, its files, the runbooks).
+GET_OR_HEAD = ["GET", "HEAD"]
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -42,42 +45,38 @@ SECURITY_HEADERS = {
 def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: float = 5.0,
                      stream_s: float = 55.0, retry_ms: int = 3000) -> APIRouter:
     router = APIRouter()
+    files = StaticFiles(DASHBOARD, ASSETS)
+    runbooks = StaticFiles(RUNBOOKS, {Path(rule.runbook).name: "text/markdown; charset=utf-8"
+                                      for rule in load_rules()})
 
     @router.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         return RedirectResponse("/dashboard")
 
-    @router.get("/dashboard", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(DASHBOARD / "index.html", media_type="text/html",
-                            headers=SECURITY_HEADERS)
+    @router.api_route("/dashboard", methods=GET_OR_HEAD, include_in_schema=False)
+    def page(request: Request) -> Response:
+        return file_response(request, files.page(), SECURITY_HEADERS, "no dashboard page")
 
-    @router.get("/dashboard/access.json", include_in_schema=False)
-    def access(request: Request) -> dict[str, str]:
+    @router.api_route("/dashboard/access.json", methods=GET_OR_HEAD, include_in_schema=False)
+    def access(request: Request) -> Response:
         """How the page must sign its API calls; public, like the page (it holds no data)."""
-        return request.app.state.access.public()
+        return _json(request, request.app.state.access.public())
 
-    @router.get("/dashboard/filters.json", include_in_schema=False)
-    def filters() -> dict[str, Any]:
+    @router.api_route("/dashboard/filters.json", methods=GET_OR_HEAD, include_in_schema=False)
+    def filters(request: Request) -> Response:
         """Which filters each endpoint takes, with their rules and defaults, from the
         definitions the API itself parses and documents; public, like access.json."""
-        return definitions()
+        return _json(request, definitions())
 
-    @router.get("/dashboard/static/{path:path}", include_in_schema=False)
-    def asset(path: str):
-        known = ASSETS.get(path)
-        if known is None or not (DASHBOARD / known[0]).is_file():
-            return error_response(404, "not_found", f"no asset {path!r}")
-        return FileResponse(DASHBOARD / known[0], media_type=known[1],
-                            headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+    @router.api_route("/dashboard/static/{path:path}", methods=GET_OR_HEAD,
+                      include_in_schema=False)
+    def asset(request: Request, path: str) -> Response:
+        return file_response(request, files.asset(path), SECURITY_HEADERS,
+                             f"no asset {path!r}")
 
-    @router.get("/docs/runbooks/{name}", include_in_schema=False)
-    def runbook(name: str):
-        wanted = {Path(rule.runbook).name: rule.runbook for rule in load_rules()}
-        if name not in wanted:
-            return error_response(404, "not_found", f"no runbook {name!r}")
-        return PlainTextResponse((RUNBOOKS / name).read_text(),
-                                 media_type="text/markdown; charset=utf-8")
+    @router.api_route("/docs/runbooks/{name}", methods=GET_OR_HEAD, include_in_schema=False)
+    def runbook(request: Request, name: str) -> Response:
+        return file_response(request, runbooks.asset(name), {}, f"no runbook {name!r}")
 
     @router.get(f"{PREFIX}/stream", tags=["admin"], openapi_extra={
         "parameters": openapi_parameters("stream")},
@@ -161,3 +160,11 @@ def _windowed(filters: Filters, params: dict[str, str]) -> Filters:
     whose windows start anywhere in one bucket ask the same questions and share the
     answers (a default window ends on the same 5 s for every stream already)."""
     return filters.aligned() if "since" in params else filters
+
+
+def _json(request: Request, content: Any) -> Response:
+    """A small public JSON answer; HEAD gets its headers only."""
+    answer = JSONResponse(content)
+    if request.method == "HEAD":
+        answer.body = b""
+    return answer
