@@ -27,7 +27,9 @@ def error_response(status: int, code: str, message: str, parameter: str | None =
 class BaselineHeaders:
     """Headers every answer carries: no MIME sniffing, no referrer, and no caching of what a
     route did not say may be cached (answers hold tenants' data, so shared caches and the
-    browser's disk must not keep them). A plain ASGI wrapper: streams pass straight through."""
+    browser's disk must not keep them). A HEAD answer keeps GET's headers and loses its
+    body here, whichever server runs the app. A plain ASGI wrapper: streams pass straight
+    through."""
 
     HEADERS = tuple((name.lower().encode(), value.encode())
                     for name, value in BASELINE_HEADERS.items() if name != "Cache-Control")
@@ -40,6 +42,8 @@ class BaselineHeaders:
             await self.app(scope, receive, send)
             return
 
+        head = scope.get("method") == "HEAD"
+
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
@@ -48,6 +52,8 @@ class BaselineHeaders:
                 if b"cache-control" not in present:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and head:
+                message = {**message, "body": b""}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

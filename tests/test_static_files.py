@@ -5,6 +5,7 @@ answers with GET's headers and no body; nothing else in the folder is served."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import re
@@ -109,3 +110,24 @@ def test_the_security_headers_stay_on_every_file(client):
         headers = client.get(path).headers
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_app_itself_sends_no_body_for_head():
+    """Not left to the server: the app's own answer to HEAD has GET's length and no body."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "HEAD", "path": "/dashboard/filters.json",
+             "raw_path": b"/dashboard/filters.json", "query_string": b"", "headers": [],
+             "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
+             "http_version": "1.1", "root_path": ""}
+    asyncio.run(create_app()(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    length = dict(start["headers"])[b"content-length"]
+    assert start["status"] == 200 and int(length) > 0
+    assert b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body") == b""

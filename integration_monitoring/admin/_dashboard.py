@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from ..alerts import RUNBOOKS, load_rules
@@ -58,15 +58,15 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
         return file_response(request, files.page(), SECURITY_HEADERS, "no dashboard page")
 
     @router.api_route("/dashboard/access.json", methods=GET_OR_HEAD, include_in_schema=False)
-    def access(request: Request) -> Response:
+    def access(request: Request) -> dict[str, str]:
         """How the page must sign its API calls; public, like the page (it holds no data)."""
-        return _json(request, request.app.state.access.public())
+        return request.app.state.access.public()
 
     @router.api_route("/dashboard/filters.json", methods=GET_OR_HEAD, include_in_schema=False)
-    def filters(request: Request) -> Response:
+    def filters() -> dict[str, Any]:
         """Which filters each endpoint takes, with their rules and defaults, from the
         definitions the API itself parses and documents; public, like access.json."""
-        return _json(request, definitions())
+        return definitions()
 
     @router.api_route("/dashboard/static/{path:path}", methods=GET_OR_HEAD,
                       include_in_schema=False)
@@ -160,11 +160,3 @@ def _windowed(filters: Filters, params: dict[str, str]) -> Filters:
     whose windows start anywhere in one bucket ask the same questions and share the
     answers (a default window ends on the same 5 s for every stream already)."""
     return filters.aligned() if "since" in params else filters
-
-
-def _json(request: Request, content: Any) -> Response:
-    """A small public JSON answer; HEAD gets its headers only."""
-    answer = JSONResponse(content)
-    if request.method == "HEAD":
-        answer.body = b""
-    return answer

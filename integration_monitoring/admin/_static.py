@@ -4,7 +4,7 @@ The page links each asset with its content hash (`dashboard.js?v=<hash>`), so an
 for by that address is cached for a year without revalidation and a new release is simply a
 new address; any other address of it is revalidated (`no-cache` with an ETag, 304 when
 unchanged). Files are read and gzipped once, on first use, and sent gzipped to a browser that
-accepts it. HEAD answers with GET's headers and no body.
+accepts it. (HEAD loses the body in the app's BaselineHeaders, as every answer does.)
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class StaticFiles:
 def file_response(request: Request, file: StaticFile | None, headers: Mapping[str, str],
                   missing: str) -> Response:
     """`file` as `request` should get it: 304 when the browser has it, gzipped when it may
-    be, cached for a year when asked for by its hashed address, and bodiless for HEAD."""
+    be, and cached for a year when asked for by its hashed address."""
     if file is None:
         return error_response(404, "not_found", missing)
     hashed = request.query_params.get("v") == file.version
@@ -98,8 +98,7 @@ def file_response(request: Request, file: StaticFile | None, headers: Mapping[st
         body = file.gzipped
         answer["Content-Encoding"] = "gzip"
     answer["Content-Length"] = str(len(body))
-    return Response(b"" if request.method == "HEAD" else body, media_type=file.media_type,
-                    headers=answer)
+    return Response(body, media_type=file.media_type, headers=answer)
 
 
 def _accepts_gzip(header: str) -> bool:
