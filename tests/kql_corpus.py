@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import tree_sitter
 import tree_sitter_bicep
 
-from integration_monitoring.admin._backends import Answer
+from integration_monitoring.admin._backends import Answer, TextBackend
 from integration_monitoring.admin._filters import ENDPOINTS, parse_filters
 from integration_monitoring.admin._service import AdminService
 from integration_monitoring.alerts import RULES_FILE, RUNBOOKS
@@ -39,7 +39,7 @@ SCOPES = {"admin": None, "reader": ("tenant-7", "tenant-8")}
 FENCE = re.compile(r"^```(?:kql|kusto)[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
-class RecordingBackend:
+class RecordingBackend(TextBackend):
     """Answers every query with no rows and keeps the text it was asked."""
 
     name = "recording"

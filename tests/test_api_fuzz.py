@@ -72,6 +72,10 @@ class DemoBackend:
         assert self.local is not None, "the fuzzed_store fixture has not run"
         return self.local.query(kql, since, until)
 
+    def ask(self, name: str, values: dict) -> Answer:
+        assert self.local is not None, "the fuzzed_store fixture has not run"
+        return self.local.ask(name, values)
+
 
 BACKEND = DemoBackend()
 # Every channel off: nothing leaves the process. The outbox (with the relay's claims) is this

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from integration_monitoring.admin import Access, LocalBackend
-from integration_monitoring.admin._backends import Answer
+from integration_monitoring.admin._backends import Answer, TextBackend
 from integration_monitoring.admin._fairness import Busy, Fairness
 from integration_monitoring.admin._filters import parse_filters
 from integration_monitoring.admin._service import AdminService
@@ -153,7 +153,7 @@ class Streamed:
         self.response.close()
 
 
-class CountingBackend:
+class CountingBackend(TextBackend):
     name = "counting"
 
     def __init__(self) -> None:

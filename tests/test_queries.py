@@ -80,3 +80,25 @@ def test_unknown_query_names_are_refused():
     for name in ("../secrets", "nope", "_common;"):
         with pytest.raises(KeyError):
             queries.text(name)
+
+
+@pytest.mark.parametrize("name", queries.names())
+def test_bound_values_answer_as_written_ones(store, name):
+    """Each question with its values bound as parameters (as the local engine runs it)
+    answers exactly what the text with the values written as literals answers, hostile
+    strings and every scope included; the text itself does not change with the values."""
+    store.append("AppTraces", [{
+        "TimeGenerated": dt.datetime(2026, 1, 1, 12), "Message": "sync.failed", "SeverityLevel": 3,
+        "Properties": '{"tenantId": "t", "integrationId": "i.1:a@b/c", "adapterType": "a", '
+                      '"error": "x\\"|y", "duration": 5, "recordCount": 2}'}])
+    texts = set()
+    for params, tenants in [({}, None), ({"tenantId": "t", "q": 'x"|y'}, ("t", "u")),
+                            ({"integrationId": "i.1:a@b/c", "status": "failed"}, None),
+                            ({"q": "' | take 0 //"}, ())]:
+        filters = parse_filters("sync-activity", {"until": "2026-01-02T00:00:00Z", **params})
+        values = replace(filters, tenants=tenants).values()
+        text, bound = queries.parameterized(name, values)
+        texts.add(text.split("\n", 1)[0])
+        assert store.kql(text, parameters=bound).rows == store.kql(
+            queries.render(name, values)).rows
+    assert len(texts) == 1

@@ -35,9 +35,9 @@ def _read(lines, until: str) -> list[str]:
 class SlowFirstFingerprint(LocalBackend):
     """The first fingerprint's answer comes just after `until` moves on, as on a busy host."""
 
-    def query(self, kql, since, until):
-        answer = super().query(kql, since, until)
-        if "events = countif" in kql and not getattr(self, "slowed", False):
+    def ask(self, name, values):
+        answer = super().ask(name, values)
+        if name == "stream_fingerprint" and not getattr(self, "slowed", False):
             self.slowed = True
             time.sleep(5 - time.time() % 5 + 0.05)
         return answer

@@ -7,6 +7,7 @@ from ._backends import (
     BackendUnavailable,
     LocalBackend,
     LogAnalyticsBackend,
+    TextBackend,
     QueryFailed,
     backend_from_settings,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Filters",
     "LocalBackend",
     "LogAnalyticsBackend",
+    "TextBackend",
     "Principal",
     "QueryFailed",
     "SharedQueries",

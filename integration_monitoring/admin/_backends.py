@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import queries
 from .._time import retry_after_seconds
 
 
@@ -42,11 +43,27 @@ class QueryFailed(Exception):
 class Backend(Protocol):
     name: str
 
-    def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer: ...
+    def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer:
+        """Any KQL text, over [since, until]."""
+
+    def ask(self, name: str, values: Mapping[str, Any]) -> Answer:
+        """One of the `queries` files with the request's values."""
+
+
+class TextBackend:
+    """Asks a question by running its rendered text: the values written as literals."""
+
+    def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer:
+        raise NotImplementedError
+
+    def ask(self, name: str, values: Mapping[str, Any]) -> Answer:
+        return self.query(queries.render(name, values), values["_lookback_since"],
+                          values["_until"])
 
 
 class LocalBackend:
-    """duckdb-kql over the local store."""
+    """duckdb-kql over the local store. A question's text is translated once and each
+    request binds its values (`queries.parameterized`)."""
 
     name = "local"
 
@@ -57,27 +74,36 @@ class LocalBackend:
             store = open_store()
         self.store = store
 
-    def query(self, kql: str, since: dt.datetime, until: dt.datetime) -> Answer:
+    def query(self, kql: str, since: dt.datetime, until: dt.datetime,
+              parameters: Mapping[str, Any] | None = None) -> Answer:
         import duckdb
         from duckdb_kql import KqlError
 
         try:
-            result = self.store.kql(kql)
+            result = self.store.kql(kql, parameters=parameters)
         except KqlError as error:
             raise QueryFailed(str(error)) from error
         except (duckdb.IOException, duckdb.ConnectionException) as error:
             raise BackendUnavailable(f"local store unavailable: {error}", 5) from error
         except duckdb.Error as error:
             raise QueryFailed(f"local engine: {error}") from error
-        # Kusto strings are never null (a lookup miss is ""); DuckDB's are.
-        strings = [kind == "string" for _, kind in result.columns]
-        rows = [tuple("" if value is None and is_string else value
-                      for value, is_string in zip(row, strings, strict=True))
-                for row in result.rows]
-        return Answer([name for name, _ in result.columns], rows)
+        return _answer(result)
+
+    def ask(self, name: str, values: Mapping[str, Any]) -> Answer:
+        text, parameters = queries.parameterized(name, values)
+        return self.query(text, values["_lookback_since"], values["_until"], parameters)
 
 
-class LogAnalyticsBackend:
+def _answer(result: Any) -> Answer:
+    # Kusto strings are never null (a lookup miss is ""); DuckDB's are.
+    strings = [kind == "string" for _, kind in result.columns]
+    rows = [tuple("" if value is None and is_string else value
+                  for value, is_string in zip(row, strings, strict=True))
+            for row in result.rows]
+    return Answer([name for name, _ in result.columns], rows)
+
+
+class LogAnalyticsBackend(TextBackend):
     """`LogsQueryClient.query_workspace` with a managed identity, a server timeout, bounded
     retries on throttling and server errors, and partial results reported, not hidden."""
 

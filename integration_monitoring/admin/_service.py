@@ -8,7 +8,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import queries
 from .._time import naive_utc
 from ._backends import Answer, Backend
 from ._cache import SharedQueries
@@ -179,11 +178,10 @@ class AdminService:
         with identical requests within the cache's TTL. Cached rows are read, not changed."""
         values = f.values()
         key = (name, tuple(sorted((k, str(v)) for k, v in values.items())))
-        text = queries.render(name, values)
 
         def ask() -> Answer:
             with self.fairness.question(f.caller):
-                answer = self.backend.query(text, values["_lookback_since"], f.until)
+                answer = self.backend.ask(name, values)
             rows = [{k: _json(v) for k, v in row.items()} for row in answer.dicts()]
             return Answer(answer.columns, rows, answer.partial)
 

@@ -72,3 +72,45 @@ def prelude(values: Mapping[str, Any]) -> str:
             raise LiteralError(f"bad let name {name!r}")
         lines.append(f"let {name} = {kql_literal(values[name])};")
     return "\n".join(lines) + "\n"
+
+
+def _kql_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "real"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dt.datetime):
+        return "datetime"
+    if isinstance(value, dt.timedelta):
+        return "timespan"
+    if isinstance(value, (tuple, list)):
+        return "dynamic"
+    raise LiteralError(f"no KQL type for {type(value).__name__}")
+
+
+def declaration(values: Mapping[str, Any]) -> str:
+    """`declare query_parameters(...)` naming each value and its type, in a stable order:
+    the same text whatever the values, so an engine that binds parameters translates it
+    once."""
+    for name in values:
+        if not _NAME.match(name):
+            raise LiteralError(f"bad parameter name {name!r}")
+    kinds = ", ".join(f"{name}:{_kql_type(values[name])}" for name in sorted(values))
+    return f"declare query_parameters({kinds});\n"
+
+
+def bound(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values as the engine binds them (what `prelude` would have written)."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        kql_literal(value)  # the same refusals as the literal form
+        if isinstance(value, dt.datetime):
+            value = naive_utc(value)
+        elif isinstance(value, (tuple, list)):
+            value = list(value)
+        out[name] = value
+    return out

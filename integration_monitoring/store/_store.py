@@ -6,7 +6,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,8 @@ from typing import Any
 import duckdb
 import duckdb_kql
 import pyarrow as pa
+from duckdb_kql.engine import schema as read_schema
+from duckdb_kql.params import bind
 from duckdb_kql.types import kusto_type
 
 from .._time import naive_utc
@@ -102,6 +104,7 @@ class TelemetryStore:
         self._con = _connect(self.path)
         self._lock = threading.Lock()
         self._broken = False
+        self._translations = _Translations()
         for statement in create_statements():
             self._con.execute(statement)
 
@@ -152,19 +155,26 @@ class TelemetryStore:
             cur.close()
         return len(rows)
 
-    def kql(self, query: str, *, timespan: tuple[Any, Any] | None = None,
-            now: Any = None) -> QueryResult:
+    def kql(self, query: str, *, parameters: Mapping[str, Any] | None = None,
+            timespan: tuple[Any, Any] | None = None, now: Any = None) -> QueryResult:
         """Run KQL with duckdb-kql; the same text Log Analytics would run.
 
-        `timespan` limits every table to [since, until], as the query API's timespan and an
-        alert rule's window do; `now` fixes what `now()` and `ago()` mean.
+        `parameters` are the values of the query's `declare query_parameters`: such a text
+        is translated once and each call binds its own values. `timespan` limits every
+        table to [since, until], as the query API's timespan and an alert rule's window do;
+        `now` fixes what `now()` and `ago()` mean.
         """
         cur = self.cursor()
         try:
             with self._guard():
                 if timespan is not None:
                     self._limit_tables(cur, *timespan)
-                relation = duckdb_kql.query(cur, query, query_now=now)
+                if parameters is not None and now is None:
+                    sql, values = self._translations.bind(cur, query, parameters)
+                    relation = cur.sql(sql, params=values)
+                else:
+                    relation = duckdb_kql.query(cur, query, dict(parameters or {}) or None,
+                                                query_now=now)
                 names = relation.columns
                 kinds = [kusto_type(t) for t in relation.types]
                 rows = relation.fetchall()
@@ -211,6 +221,33 @@ class TelemetryStore:
         with _open_lock:
             if _open.get(self.path) is self:
                 del _open[self.path]
+
+
+class _Translations:
+    """SQL for parameterized KQL texts, translated once per text: translating a question
+    costs more than running it on a day of telemetry, and its text never changes."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._sql: dict[str, Any] = {}
+        self._size = size
+        self._lock = threading.Lock()
+
+    def bind(self, cur: duckdb.DuckDBPyConnection, query: str,
+             parameters: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        with self._lock:
+            sql = self._sql.get(query)
+        if sql is None:
+            sql = duckdb_kql.to_sql(query, schema=read_schema(cur))
+            with self._lock:
+                if len(self._sql) >= self._size:
+                    self._sql.pop(next(iter(self._sql)))
+                self._sql[query] = sql
+        values, unbound = bind(list(sql.declarations), dict(parameters))
+        if unbound:
+            raise duckdb_kql.KqlSchemaError(", ".join(unbound),
+                                            hint="declared query parameter with no value")
+        values.update(sql.parameters)
+        return str(sql), {slot: v for slot, v in values.items() if slot in sql.slots}
 
 
 _open: dict[str, TelemetryStore] = {}
