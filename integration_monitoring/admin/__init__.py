@@ -7,8 +7,8 @@ from ._backends import (
     BackendUnavailable,
     LocalBackend,
     LogAnalyticsBackend,
-    TextBackend,
     QueryFailed,
+    TextBackend,
     backend_from_settings,
 )
 from ._cache import SharedQueries
@@ -30,10 +30,10 @@ __all__ = [
     "Filters",
     "LocalBackend",
     "LogAnalyticsBackend",
-    "TextBackend",
     "Principal",
     "QueryFailed",
     "SharedQueries",
+    "TextBackend",
     "admin_router",
     "backend_from_settings",
     "dashboard_router",
