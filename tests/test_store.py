@@ -173,7 +173,8 @@ def test_a_buffered_writer_keeps_rows_a_failed_write_refused_and_writes_them_onc
     notes = io.StringIO()
     losses = Losses(stream=notes)
     writer = BufferedWriter(store, max_rows=1, losses=losses)
-    store.sql('ALTER TABLE "AppTraces" RENAME TO "AppTracesAway"')
+    # (the rows live in the table behind the AppTraces view)
+    store.sql('ALTER TABLE "_AppTraces" RENAME TO "_AppTracesAway"')
     now = dt.datetime(2025, 1, 1)
     # when rows are appended, one at a time
     for n in range(3):
@@ -184,7 +185,7 @@ def test_a_buffered_writer_keeps_rows_a_failed_write_refused_and_writes_them_onc
     assert losses.snapshot()["problems"]["store"].startswith(
         f"cannot write the local store {store.path}")
     # and when the table is back, a flush writes them once, in order, and clears the problem
-    store.sql('ALTER TABLE "AppTracesAway" RENAME TO "AppTraces"')
+    store.sql('ALTER TABLE "_AppTracesAway" RENAME TO "_AppTraces"')
     assert writer.done(1000) is True
     assert [r[0] for r in store.sql('SELECT "Message" FROM "AppTraces"')] == ["m0", "m1", "m2"]
     assert losses.snapshot()["problems"] == {}

@@ -49,10 +49,37 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 }
 
 
+#: `Properties` keys the admin questions read on most rows. The file keeps each one's value
+#: beside the JSON, in a column named by `kept()`, written when the row is, so a question
+#: reads a column instead of parsing every row's JSON again (`_store.py` rewrites its SQL).
+#: Log Analytics has no such columns and needs none: each table shows only its own columns.
+KEPT_KEYS = (
+    "tenantId", "integrationId", "adapterType", "entity", "duration", "recordCount", "error",
+    "errorType", "status", "reason", "syncIntervalMinutes", "taskId", "syncType", "attempt",
+    "recordsCreated", "recordsUpdated", "recordsFailed", "alertId", "channel", "condition",
+    "queued", "tenant_id", "integration_id", "adapter_type", "queue",
+)
+
+
+def kept(key: str) -> str:
+    """The column that keeps `Properties.<key>`."""
+    return f"_kept_{key}"
+
+
+def physical(table: str) -> str:
+    """The table that holds a workspace table's rows and kept keys; `table` is a view of it
+    with the workspace's columns only."""
+    return f"_{table}"
+
+
 def create_statements() -> list[str]:
-    """CREATE TABLE IF NOT EXISTS for every table."""
+    """CREATE TABLE / VIEW IF NOT EXISTS for every table."""
     statements = []
     for table, columns in TABLES.items():
-        body = ", ".join(f'"{name}" {KQL_TO_DUCKDB[kind]}' for name, kind in columns)
-        statements.append(f'CREATE TABLE IF NOT EXISTS "{table}" ({body})')
+        body = ", ".join([*(f'"{name}" {KQL_TO_DUCKDB[kind]}' for name, kind in columns),
+                          *(f'"{kept(key)}" JSON' for key in KEPT_KEYS)])
+        names = ", ".join(f'"{name}"' for name, _ in columns)
+        statements.append(f'CREATE TABLE IF NOT EXISTS "{physical(table)}" ({body})')
+        statements.append(f'CREATE VIEW IF NOT EXISTS "{table}" AS SELECT {names} '
+                          f'FROM "{physical(table)}"')
     return statements

@@ -20,7 +20,7 @@ from duckdb_kql.params import bind
 from duckdb_kql.types import kusto_type
 
 from .._time import naive_utc
-from ._schema import KQL_TO_DUCKDB, TABLES, create_statements
+from ._schema import KEPT_KEYS, KQL_TO_DUCKDB, TABLES, create_statements, kept, physical
 
 DEFAULT_PATH = ".data/telemetry.duckdb"
 
@@ -57,11 +57,13 @@ def _locked_message(path: str, error: str) -> str:
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb_kql.connect(path)
+        con = duckdb_kql.connect(path)
     except duckdb.IOException as error:
         if "Could not set lock" in str(error):
             raise StoreLocked(_locked_message(path, str(error))) from error
         raise
+    con.execute("SET enable_progress_bar = false")  # a long migration draws on the terminal
+    return con
 
 
 def _invalidated(error: BaseException) -> bool:
@@ -105,6 +107,7 @@ class TelemetryStore:
         self._lock = threading.Lock()
         self._broken = False
         self._translations = _Translations()
+        _migrate(self._con)
         for statement in create_statements():
             self._con.execute(statement)
 
@@ -150,7 +153,8 @@ class TelemetryStore:
                 cur.register("_batch", batch)
                 casts = ", ".join(f'CAST("{name}" AS {KQL_TO_DUCKDB[kind]}) AS "{name}"'
                                   for name, kind in columns)
-                cur.execute(f'INSERT INTO "{table}" SELECT {casts} FROM _batch')
+                cur.execute(f'INSERT INTO "{physical(table)}" SELECT {casts}, {_KEEP} '
+                            f'FROM (SELECT *, {_KEPT_LIST} AS _kept FROM _batch)')
         finally:
             cur.close()
         return len(rows)
@@ -182,6 +186,17 @@ class TelemetryStore:
             cur.close()
         return QueryResult(list(zip(names, kinds, strict=True)), rows)
 
+    def translation(self, query: str) -> str:
+        """The SQL a parameterized KQL text runs as (translated once, then kept)."""
+        cur = self.cursor()
+        try:
+            with self._guard():
+                return self._translations.bind(cur, query, {})[0]
+        except duckdb_kql.KqlSchemaError:
+            return self._translations.sql(query)
+        finally:
+            cur.close()
+
     @staticmethod
     def _limit_tables(cur: duckdb.DuckDBPyConnection, since: Any, until: Any) -> None:
         # Temporary views are private to this cursor and shadow the tables by name.
@@ -207,7 +222,7 @@ class TelemetryStore:
         deleted = {}
         for table in TABLES:
             rows = self.sql(
-                f'DELETE FROM "{table}" WHERE "TimeGenerated" < '
+                f'DELETE FROM "{physical(table)}" WHERE "TimeGenerated" < '
                 "(now() AT TIME ZONE 'UTC') - to_microseconds(CAST(? * 86400000000 AS BIGINT)) "
                 "RETURNING 1",
                 [days],
@@ -221,6 +236,53 @@ class TelemetryStore:
         with _open_lock:
             if _open.get(self.path) is self:
                 del _open[self.path]
+
+
+#: Every kept key parsed out of one row's JSON at once, then one column each.
+_KEPT_LIST = ("json_extract(TRY_CAST(\"Properties\" AS JSON), ["
+              + ", ".join(f"'$.{key}'" for key in KEPT_KEYS) + "])")
+_KEEP = ", ".join(f"_kept[{i}]" for i in range(1, len(KEPT_KEYS) + 1))
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """A file written before tables kept keys: its tables become the physical ones, with the
+    kept keys filled in once; a file missing a newer kept key gains it the same way."""
+    kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables "
+                             "WHERE table_schema = 'main'").fetchall())
+    for table in TABLES:
+        if kinds.get(table) == "BASE TABLE" and physical(table) not in kinds:
+            con.execute(f'ALTER TABLE "{table}" RENAME TO "{physical(table)}"')
+            kinds[physical(table)] = "BASE TABLE"
+        if physical(table) not in kinds:
+            continue
+        have = {row[0] for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+            [physical(table)]).fetchall()}
+        missing = [key for key in KEPT_KEYS if kept(key) not in have]
+        for key in missing:
+            con.execute(f'ALTER TABLE "{physical(table)}" ADD COLUMN "{kept(key)}" JSON')
+        if missing:
+            fill = ", ".join(f'"{kept(key)}" = json_extract(TRY_CAST("Properties" AS JSON), '
+                             f"'$.{key}')" for key in missing)
+            con.execute(f'UPDATE "{physical(table)}" SET {fill}')
+
+
+#: What the translation reads from the JSON, and what a kept column holds instead.
+_EXTRACT = re.compile(r"""json_extract\("Properties", '\$\.([A-Za-z_][A-Za-z0-9_]*)'\)""")
+_SOURCE = re.compile(r'FROM "(%s)"' % "|".join(TABLES))
+
+
+def _read_kept(sql: str) -> str:
+    """The SQL reading the physical tables and their kept columns instead of parsing JSON.
+
+    Each kept column is the very value `json_extract` would give for its row, so wherever
+    the column travels with `Properties` (every `*` and every column list the translation
+    writes from the schema) the answer is the same. Where it does not (a `summarize` that
+    keeps `Properties` alone), the SQL names a column that is not there and DuckDB refuses
+    it: the caller then runs the plain translation."""
+    sql = _EXTRACT.sub(lambda m: f'"{kept(m.group(1))}"' if m.group(1) in KEPT_KEYS
+                       else m.group(0), sql)
+    return _SOURCE.sub(lambda m: f'FROM "{physical(m.group(1))}"', sql)
 
 
 class _Translations:
@@ -237,7 +299,7 @@ class _Translations:
         with self._lock:
             sql = self._sql.get(query)
         if sql is None:
-            sql = duckdb_kql.to_sql(query, schema=read_schema(cur))
+            sql = self._translate(cur, query)
             with self._lock:
                 if len(self._sql) >= self._size:
                     self._sql.pop(next(iter(self._sql)))
@@ -247,7 +309,44 @@ class _Translations:
             raise duckdb_kql.KqlSchemaError(", ".join(unbound),
                                             hint="declared query parameter with no value")
         values.update(sql.parameters)
-        return str(sql), {slot: v for slot, v in values.items() if slot in sql.slots}
+        return sql.text, {slot: v for slot, v in values.items() if slot in sql.slots}
+
+    def sql(self, query: str) -> str:
+        with self._lock:
+            return self._sql[query].text
+
+    @staticmethod
+    def _translate(cur: duckdb.DuckDBPyConnection, query: str) -> Any:
+        """The translation, reading kept columns when that gives the same columns."""
+        schema = read_schema(cur)
+        wider = {**schema, **{table: [*schema[table], *(kept(k) for k in KEPT_KEYS)]
+                              for table in TABLES if table in schema}}
+        plain = duckdb_kql.to_sql(query, schema=schema)
+        plain.text = str(plain)
+        if "Properties =" in query or "Properties=" in query:
+            return plain  # a query that replaces Properties: kept values would be stale
+        fast = duckdb_kql.to_sql(query, schema=wider)
+        fast.text = _read_kept(str(fast))
+        try:
+            columns = cur.execute(f"DESCRIBE {fast.text}", _dummies(fast)).fetchall()
+        except duckdb.Error:
+            return plain
+        if [row[0] for row in columns] != [row[0] for row in cur.execute(
+                f"DESCRIBE {plain.text}", _dummies(plain)).fetchall()]:
+            return plain
+        return fast
+
+
+def _dummies(sql: Any) -> dict[str, Any]:
+    """Placeholder values of the declared types, enough for DuckDB to plan the SQL."""
+    values, _ = bind(list(sql.declarations), {d.name: _DUMMY[d.type] for d in sql.declarations})
+    values.update(sql.parameters)
+    return {slot: v for slot, v in values.items() if slot in sql.slots}
+
+
+_DUMMY: dict[str, Any] = {"string": "", "long": 0, "int": 0, "real": 0.0, "bool": False,
+                          "datetime": "2000-01-01T00:00:00Z", "dynamic": [],
+                          "timespan": "00:00:01"}
 
 
 _open: dict[str, TelemetryStore] = {}
