@@ -146,8 +146,7 @@ def test_a_store_written_before_keys_were_kept_is_brought_up_to_date(tmp_path):
         assert store.kql(text, parameters=bound).rows[0][0] == 1
         assert store.kql(text, parameters=bound).rows == store.kql(
             queries.render("record_totals", values)).rows
-        columns = [name for name, _ in store.kql("AppTraces | getschema | project ColumnName")
-                   .rows] if False else [r[0] for r in store.sql('DESCRIBE "AppTraces"')]
+        columns = [row[0] for row in store.sql('DESCRIBE "AppTraces"')]
         assert sorted(columns) == sorted(name for name, _ in TABLES["AppTraces"])
     finally:
         store.close()

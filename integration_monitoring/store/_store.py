@@ -269,7 +269,7 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
 
 #: What the translation reads from the JSON, and what a kept column holds instead.
 _EXTRACT = re.compile(r"""json_extract\("Properties", '\$\.([A-Za-z_][A-Za-z0-9_]*)'\)""")
-_SOURCE = re.compile(r'FROM "(%s)"' % "|".join(TABLES))
+_SOURCE = re.compile('FROM "(' + "|".join(TABLES) + ')"')
 
 
 def _read_kept(sql: str) -> str:
