@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,62 @@ from ._literals import (
 
 FOLDER = Path(__file__).resolve().parent
 
-__all__ = ["FOLDER", "LiteralError", "kql_datetime", "kql_literal", "kql_string", "names",
+__all__ = ["BY_TENANT", "FOLDER", "LiteralError", "by_tenant", "kql_datetime", "kql_literal", "kql_string", "names",
            "parameterized", "prelude", "render", "text"]
+
+
+#: The suffix of a question's variant grouped by tenant as well (`by_tenant`).
+BY_TENANT = ".by_tenant"
 
 
 @functools.cache
 def text(name: str) -> str:
-    """The text of `<name>.kql`."""
+    """The text of `<name>.kql`, or of its variant `<name>.by_tenant`."""
+    if name.endswith(BY_TENANT):
+        return by_tenant(text(name.removesuffix(BY_TENANT)))
     path = FOLDER / f"{name}.kql"
     if not name.isidentifier() or not path.is_file():
         raise KeyError(f"no query named {name!r}")
     return path.read_text()
+
+
+def by_tenant(question: str) -> str:
+    """The question with `tenantId` added to the groups of its first `summarize`: one
+    answer for every tenant at once, whose rows for one tenant are that tenant's answer.
+    A question that never summarizes, or that groups in two steps, has no such variant."""
+    lines = question.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith("| summarize ")]
+    if len(starts) != 1:
+        raise KeyError("only a question with one top-level summarize has a by-tenant form")
+    end = starts[0] + 1
+    while end < len(lines) and lines[end].startswith((" ", "\t")):
+        end += 1
+    clause = "".join(lines[starts[0]:end]).rstrip("\n")
+    grouped = (clause + ", tenantId" if _groups(clause)
+               else clause + "\n    by tenantId")
+    rest = "".join(lines[end:])
+    # a projection after it keeps the tenant too
+    rest = re.sub(r"^(\| project (?:[^|]|\n )*?)(\n(?=\|)|\n?$)",
+                  lambda m: m.group(1).rstrip() + ", tenantId" + m.group(2), rest,
+                  count=1, flags=re.MULTILINE)
+    return "".join(lines[:starts[0]]) + grouped + "\n" + rest
+
+
+def _groups(clause: str) -> bool:
+    """Whether a summarize clause has a `by` outside parentheses and strings."""
+    depth = 0
+    quoted = False
+    for index, char in enumerate(clause):
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in "([":
+            depth += 1
+        elif not quoted and char in ")]":
+            depth -= 1
+        elif (not quoted and depth == 0 and clause.startswith("by ", index)
+              and clause[index - 1] in " \n"):
+            return True
+    return False
 
 
 def names() -> list[str]:
