@@ -47,7 +47,8 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     `access` decides who may call (default: the local server's, from ADMIN_API_TOKEN); the
     relay authenticates with its own secret. `allowed_hosts` refuses requests naming any
     other Host (a web page that rebinds its own name to 127.0.0.1 must not read the API).
-    `cache` shares answers between identical questions (default: 15 s, partial ones 2 s).
+    `cache` shares answers between identical questions (default: the backend's freshness;
+    partial ones 2 s).
     """
     services: list[AdminService] = []
 

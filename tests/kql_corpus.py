@@ -35,7 +35,8 @@ AWKWARD_Q = 'say "hi" \\ it\'s | take 1 // \\" \\\\'
 EVERY_FILTER = {"tenantId": "tenant-7", "integrationId": "int-7.a:b@c/d",
                 "adapterType": "salesforce", "entity": "Contact"}
 EXPLICIT_RANGE = {"since": "2026-03-01T00:00:00Z", "until": "2026-03-03T06:30:00Z"}
-SCOPES = {"admin": None, "reader": ("tenant-7", "tenant-8")}
+SCOPES = {"admin": None, "reader": ("tenant-7", "tenant-8"),
+          "one-tenant reader": ("tenant-7",)}
 FENCE = re.compile(r"^```(?:kql|kusto)[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 

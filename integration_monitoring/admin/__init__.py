@@ -11,6 +11,7 @@ from ._backends import (
     TextBackend,
     backend_from_settings,
 )
+from ._budget import QueryBudget
 from ._cache import SharedQueries
 from ._dashboard import dashboard_router
 from ._filters import FilterError, Filters, parse_filters
@@ -31,6 +32,7 @@ __all__ = [
     "LocalBackend",
     "LogAnalyticsBackend",
     "Principal",
+    "QueryBudget",
     "QueryFailed",
     "SharedQueries",
     "TextBackend",

@@ -10,10 +10,11 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .. import queries
 from .._time import retry_after_seconds
+from ._budget import BudgetSpent, QueryBudget
 
 
 @dataclass
@@ -66,6 +67,9 @@ class LocalBackend:
     request binds its values (`queries.parameterized`)."""
 
     name = "local"
+    #: How long an answer is fresh, and how much longer it may be served while it is
+    #: asked again (`SharedQueries`): the local store sees an event within seconds.
+    freshness: ClassVar[dict[str, float]] = {"ttl_s": 15.0, "stale_s": 0.0}
 
     def __init__(self, store: Any = None) -> None:
         if store is None:
@@ -108,6 +112,9 @@ class LogAnalyticsBackend(TextBackend):
     retries on throttling and server errors, and partial results reported, not hidden."""
 
     name = "log-analytics"
+    #: Application Insights data reaches the workspace minutes after it happened; asking
+    #: again sooner than a minute buys nothing and spends the identity's query rate.
+    freshness: ClassVar[dict[str, float]] = {"ttl_s": 60.0, "stale_s": 600.0}
     #: Throttling and transient server errors; a 504 means the server timeout was spent
     #: already, so it is not tried again.
     RETRYABLE = frozenset({429, 500, 502, 503})
@@ -115,10 +122,10 @@ class LogAnalyticsBackend(TextBackend):
     def __init__(self, workspace_id: str, credential: Any = None, *,
                  server_timeout_s: int = 60, retries: int = 2, backoff_s: float = 1.0,
                  max_wait_s: float = 10.0, sleep: Callable[[float], None] = time.sleep,
-                 **client_options: Any) -> None:
+                 budget: Any = None, **client_options: Any) -> None:
         """`max_wait_s`: the longest wait before a retry; a service asking for more is not
         asked again, its Retry-After goes to the caller. `sleep` waits (tests pass their
-        own to see the waits)."""
+        own to see the waits). `budget`: a `QueryBudget` every attempt takes a place in."""
         from azure.monitor.query import LogsQueryClient
 
         if credential is None:
@@ -130,6 +137,7 @@ class LogAnalyticsBackend(TextBackend):
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
+        self.budget = budget
         self._sleep = sleep
         # A socket that stays silent past the server timeout will not answer; the SDK's
         # default connection timeout (300 s) would hold a request for minutes.
@@ -152,6 +160,11 @@ class LogAnalyticsBackend(TextBackend):
         attempt = 0
         while True:
             attempt += 1
+            if self.budget is not None:
+                try:
+                    self.budget.take()
+                except BudgetSpent as spent:
+                    raise BackendUnavailable(str(spent), spent.retry_after) from spent
             try:
                 response = self.client.query_workspace(
                     self.workspace_id, kql, timespan=(since, until),
@@ -283,5 +296,7 @@ def backend_from_settings(store: Any = None) -> Backend:
         endpoint = os.environ.get("LOG_ANALYTICS_ENDPOINT")
         if endpoint:
             options["endpoint"] = endpoint
-        return LogAnalyticsBackend(workspace, **options)
+        per_30s = os.environ.get("LOG_ANALYTICS_QUERIES_PER_30S", "").strip()
+        budget = QueryBudget(int(per_30s)) if per_30s.isdigit() and int(per_30s) else QueryBudget()
+        return LogAnalyticsBackend(workspace, budget=budget, **options)
     return LocalBackend(store)

@@ -3,6 +3,11 @@
 Log Analytics allows 5 concurrent queries and 200 per 30 s per identity: cost must not grow
 with the number of people looking at the dashboard.
 
+With `stale_s`, an answer past its TTL is still served, at once, for that long while one
+caller's refresh runs in the background: viewers never wait for a question that was answered
+before, and when the engine's budget is short the answers only grow older (Log Analytics
+shows an event minutes after it happened anyway).
+
 Failures are never kept: the next caller asks again. An answer that says it is incomplete
 (a true `partial` attribute, as `Answer` has) is kept only `partial_ttl_s`: enough to spare
 the engine a burst of identical requests, short enough that the complete answer is served
@@ -29,8 +34,9 @@ class SharedQueries:
 
     def __init__(self, ttl_s: float = 15.0, max_entries: int = 512,
                  clock: Callable[[], float] = time.monotonic,
-                 partial_ttl_s: float = 2.0) -> None:
+                 partial_ttl_s: float = 2.0, stale_s: float = 0.0) -> None:
         self.ttl_s = ttl_s
+        self.stale_s = stale_s
         self.partial_ttl_s = min(partial_ttl_s, ttl_s)
         self.max_entries = max_entries
         self.clock = clock
@@ -43,7 +49,14 @@ class SharedQueries:
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and self.clock() < entry[0]:
+            now = self.clock()
+            if entry is not None and now < entry[0]:
+                return entry[1]
+            if entry is not None and now < entry[0] + self.stale_s:
+                if key not in self._flights:  # one refresh, in the background
+                    self._flights[key] = _Flight()
+                    threading.Thread(target=self._refresh, args=(key, compute),
+                                     daemon=True, name="cache-refresh").start()
                 return entry[1]
             flight = self._flights.get(key)
             leader = flight is None
@@ -74,6 +87,20 @@ class SharedQueries:
             flight.done.set()
         return flight.value
 
+    def _refresh(self, key: Hashable, compute: Callable[[], Any]) -> None:
+        flight = self._flights[key]
+        try:
+            self.calls += 1
+            flight.value = compute()
+        except BaseException as error:  # the stale answer stays until it is too old
+            flight.error = error
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+                if flight.error is None:
+                    self._store(key, flight.value)
+            flight.done.set()
+
     def forget(self, predicate: Callable[[Hashable], bool]) -> None:
         """Drop cached answers whose key matches (after a write that changes them)."""
         with self._lock:
@@ -87,7 +114,8 @@ class SharedQueries:
             self._entries.pop(key, None)
             return
         if len(self._entries) >= self.max_entries:
-            for stale in [k for k, (until, _) in self._entries.items() if now >= until]:
+            for stale in [k for k, (until, _) in self._entries.items()
+                          if now >= until + self.stale_s]:
                 del self._entries[stale]
             while len(self._entries) >= self.max_entries:
                 del self._entries[next(iter(self._entries))]

@@ -37,7 +37,7 @@ class AdminService:
     def __init__(self, backend: Backend, cache: SharedQueries | None = None,
                  parallel: int = 4, fairness: Fairness | None = None) -> None:
         self.backend = backend
-        self.cache = cache or SharedQueries()
+        self.cache = cache or SharedQueries(**getattr(backend, "freshness", {}))
         self.fairness = fairness or Fairness(at_once=parallel)
         # Threads that may wait: the limits on the engine are the fairness's, not the pool's
         # (a fixed pool would queue one caller's questions behind another's flood).

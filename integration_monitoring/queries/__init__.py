@@ -26,8 +26,8 @@ from ._literals import (
 
 FOLDER = Path(__file__).resolve().parent
 
-__all__ = ["BY_TENANT", "FOLDER", "LiteralError", "by_tenant", "kql_datetime", "kql_literal", "kql_string", "names",
-           "parameterized", "prelude", "render", "text"]
+__all__ = ["BY_TENANT", "FOLDER", "LiteralError", "by_tenant", "kql_datetime", "kql_literal",
+           "kql_string", "names", "parameterized", "prelude", "render", "text"]
 
 
 #: The suffix of a question's variant grouped by tenant as well (`by_tenant`).

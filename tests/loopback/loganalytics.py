@@ -41,6 +41,13 @@ Tests inject faults, and switch them off again, with:
   same port.
 - `reset()`: all of the above off. One-off faults are used before standing ones.
 
+It holds each identity (bearer token) to Azure Monitor's documented per-user query limits
+("User query throttling", https://learn.microsoft.com/azure/azure-monitor/service-limits#log-queries-and-language):
+five queries run at once and the others wait in a queue; a query that waits more than
+3 minutes, or that arrives with 200 waiting, gets a 429; and more than 200 queries in any
+30 seconds get a 429 with `Retry-After`. `Limits(...)` changes them (`limits=None`: none).
+`admitted` counts the queries each identity was allowed to run, `throttled` the 429s.
+
 Each recorded request carries its arrival time (`at`, `time.monotonic()`), so a test can
 check how long a client waited between attempts.
 """
@@ -95,6 +102,27 @@ _DURATION = re.compile(r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)
                        r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Azure Monitor's per-user query limits (see the module's docstring)."""
+
+    concurrent: int = 5
+    queue: int = 200
+    queue_wait_s: float = 180.0
+    per_window: int = 200
+    window_s: float = 30.0
+
+
+class _Identity:
+    """What one identity has running, waiting and sent lately."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.waiting = 0
+        self.sent: list[float] = []  # arrival times within the rate window
+        self.turn = threading.Condition()
+
+
 class RecordedRequest(NamedTuple):
     method: str
     path: str  # as sent, query string included
@@ -124,9 +152,14 @@ class LogAnalyticsLoopback(Outages):
     quiet = True  # clients that gave up (timeouts) reset their connections; that is expected
 
     def __init__(self, store: Any, token: str = DEFAULT_TOKEN,
-                 workspaces: tuple[str, ...] | None = None) -> None:
+                 workspaces: tuple[str, ...] | None = None,
+                 limits: Limits | None = Limits()) -> None:
         """`workspaces`: the workspace ids that exist (others get 404); None means any."""
         super().__init__()
+        self.limits = limits
+        self._identities: dict[str, _Identity] = {}
+        self.admitted: dict[str, list[float]] = {}  # identity -> when each query was let in
+        self.throttled = 0
         self.store = store
         self.credential = StaticTokenCredential(token)
         self.workspaces = workspaces
@@ -283,16 +316,6 @@ class LogAnalyticsLoopback(Outages):
             status, more, answer = error_answer(failure.status, failure.code, failure.message)
             return status, {**more, **extra}, answer
 
-        wait_s = _server_timeout(headers.get("prefer", ""))
-        if delay_s:
-            stalled = min(delay_s, wait_s) if wait_s is not None else delay_s
-            # a stall that only healing ended never answers: its client gave up long ago, and
-            # its query must not hold the store while the next client is timed
-            if self._wait(stalled) or math.isinf(stalled):
-                return None
-            if wait_s is not None and delay_s > wait_s:
-                return error_answer(GATEWAY_TIMEOUT)
-
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return error_answer(400, message="The request body must be JSON with a 'query'")
         try:
@@ -302,6 +325,80 @@ class LogAnalyticsLoopback(Outages):
         refusals = shared_analyser().errors(body["query"])
         if refusals:
             return refused(body["query"], refusals)
+        identity = authorization.removeprefix("Bearer ")
+        refusal = self._admit(identity)
+        if refusal is not None:
+            return refusal
+        try:
+            # a slow answer holds its place among the identity's running queries
+            wait_s = _server_timeout(headers.get("prefer", ""))
+            if delay_s:
+                stalled = min(delay_s, wait_s) if wait_s is not None else delay_s
+                # a stall that only healing ended never answers: its client gave up long
+                # ago, and its query must not hold the store while the next one is timed
+                if self._wait(stalled) or math.isinf(stalled):
+                    return None
+                if wait_s is not None and delay_s > wait_s:
+                    return error_answer(GATEWAY_TIMEOUT)
+            return self._run(body, window, arrival)
+        finally:
+            self._leave(identity)
+
+    def _admit(self, identity: str) -> tuple[int, dict[str, str], dict[str, Any]] | None:
+        """A place among the identity's running queries, or the service's 429."""
+        limits = self.limits
+        if limits is None:
+            return None
+        with self._lock:
+            who = self._identities.setdefault(identity, _Identity())
+        now = time.monotonic()
+        with who.turn:
+            who.sent = [t for t in who.sent if now - t < limits.window_s]
+            if len(who.sent) >= limits.per_window:
+                wait = limits.window_s - (now - who.sent[0])
+                return self._throttle(f"more than {limits.per_window} queries in "
+                                      f"{limits.window_s:g} seconds", wait)
+            who.sent.append(now)
+            if who.running >= limits.concurrent and who.waiting >= limits.queue:
+                return self._throttle(f"{limits.queue} queries are already queued", 1)
+            who.waiting += 1
+            try:
+                started = who.turn.wait_for(lambda: who.running < limits.concurrent,
+                                            timeout=limits.queue_wait_s)
+            finally:
+                who.waiting -= 1
+            if not started:
+                return self._throttle(
+                    f"the query waited more than {limits.queue_wait_s:g} s in the queue", 1)
+            who.running += 1
+        with self._lock:
+            self.admitted.setdefault(identity, []).append(time.monotonic())
+        return None
+
+    def _leave(self, identity: str) -> None:
+        if self.limits is None:
+            return
+        who = self._identities[identity]
+        with who.turn:
+            who.running -= 1
+            who.turn.notify()
+
+    def _throttle(self, why: str, retry_after: float) -> tuple[int, dict[str, str],
+                                                                dict[str, Any]]:
+        with self._lock:
+            self.throttled += 1
+        status, headers, answer = error_answer(
+            429, message=f"Too many requests: {why}. Please retry after the Retry-After "
+                         "interval")
+        return status, {**headers, "Retry-After": str(max(1, math.ceil(retry_after)))}, answer
+
+    def running_now(self, identity: str | None = None) -> int:
+        """Queries of the identity (default: the credential's) running right now."""
+        who = self._identities.get(identity or self.credential.token)
+        return who.running if who is not None else 0
+
+    def _run(self, body: dict[str, Any], window: Any,
+             arrival: int) -> tuple[int, dict[str, str], dict[str, Any] | str]:
         with self._idle:
             self._running += 1
         try:
