@@ -403,8 +403,15 @@ class LogAnalyticsLoopback(Outages):
             self._running += 1
         try:
             # The service applies the timespan "in addition to any that are specified in
-            # the query expression": every table seen through [start, end].
-            result = self.store.kql(body["query"], timespan=window)
+            # the query expression": every table seen through [start, end]. Our own
+            # questions cover less than it (their prelude bounds every table), so they run
+            # on the store's translate-once path, which is how a store of a day's telemetry
+            # answers as fast as a workspace would.
+            declared = _declared(body["query"])
+            if declared is not None and _within(declared[1], window):
+                result = self.store.kql(declared[0], parameters=declared[1])
+            else:
+                result = self.store.kql(body["query"], timespan=window)
         except KqlError as error:
             return bad_query(error)
         except duckdb.Error as error:  # a translation duckdb then refuses: still our query
@@ -422,6 +429,77 @@ class LogAnalyticsLoopback(Outages):
         if detail is not None:
             answer["error"] = partial_error(detail)
         return 200, {}, answer
+
+
+_LET = re.compile(r"^let (_[a-z][a-z0-9_]*) = (.*);$")
+_STRING_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n", "\\r": "\r", "\\t": "\t"}
+
+
+def _literal(text: str) -> Any:
+    """A value our prelude wrote (`queries.kql_literal`), or KeyError."""
+    if text in ("true", "false"):
+        return text == "true"
+    if text.startswith('"') and text.endswith('"'):
+        return re.sub(r'\\[\\"nrt]', lambda m: _STRING_ESCAPES[m.group()], text[1:-1])
+    if text.startswith("long(") and text.endswith(")"):
+        return int(text[5:-1])
+    if text.startswith("datetime(") and text.endswith("Z)"):
+        return dt.datetime.fromisoformat(text[9:-2]).replace(tzinfo=dt.UTC)
+    if re.fullmatch(r"\d+s", text):
+        return dt.timedelta(seconds=int(text[:-1]))
+    if text.startswith("dynamic([") and text.endswith("])"):
+        return tuple(json.loads(text[8:-1]))
+    raise KeyError(text)
+
+
+def _declared(query: str) -> tuple[str, dict[str, Any]] | None:
+    """One of our questions (a prelude of literals, then the text) as the same question
+    with its values as parameters (`queries.parameterized`); None for any other text."""
+    from integration_monitoring import queries
+
+    values: dict[str, Any] = {}
+    lines = query.split("\n")
+    for count, line in enumerate(lines):  # noqa: B007 - `count` is read after the loop
+        match = _LET.match(line)
+        if match is None:
+            break
+        try:
+            values[match.group(1)] = _literal(match.group(2))
+        except (KeyError, ValueError):
+            return None
+    if "_until" not in values or "_lookback_since" not in values:
+        return None
+    rest = "\n".join(lines[count:])
+    names = [name for name in _question_names() if rest == queries.text("_common")
+             + queries.text(name)]
+    if len(names) != 1:
+        return None
+    return queries.parameterized(names[0], values)
+
+
+def _question_names() -> list[str]:
+    """Every question and every by-tenant form there is."""
+    from integration_monitoring import queries
+
+    names = []
+    for name in queries.names():
+        names.append(name)
+        try:
+            queries.text(name + queries.BY_TENANT)
+            names.append(name + queries.BY_TENANT)
+        except KeyError:
+            pass
+    return names
+
+
+def _within(values: dict[str, Any], window: Any) -> bool:
+    """Whether the request's timespan leaves every row the question reads in view."""
+    if window is None:
+        return True
+    start, end = window
+    since, until = (values[k].astimezone(dt.UTC).replace(tzinfo=None)
+                    for k in ("_lookback_since", "_until"))
+    return start <= since and until <= end
 
 
 def _take(faults: list[tuple[int, Any]], arrival: int) -> Any:
