@@ -1,4 +1,5 @@
-"""`python -m bench [--quick] [--profile] [--hang] [--no-ingest] [--no-load] [--out PATH]`.
+"""`python -m bench [--quick] [--profile] [--hang] [--no-ingest] [--no-load] [--no-budget]
+[--out PATH]`.
 
 Part 1: one instrumented sync event (structured log call + counter + histogram) through a
 real `Telemetry` on the production pipeline of local mode (batch log processor -> DuckDB
@@ -24,6 +25,11 @@ panels, the event stream, re-fetching on each new snapshot) against the app on u
 its own process for 60 s, against one viewer alone: latency per request kind, errors,
 requests per second and backend queries (`--load-clients`, `--load-seconds` shorten it).
 
+Query budget (unless `--no-budget`): 200 viewers of 50 tenants on the app with the Log
+Analytics backend, against the loopback query API holding Azure Monitor's per-identity
+limits, through the real `LogsQueryClient` (`_budget.py`): the most queries sent in any 30 s
+and any 429 or 503 reaching a viewer.
+
 `--hang` adds flush() against an endpoint that accepts connections and never answers
 (about 10 s); `--profile` adds cProfile breakdowns of our calls.
 
@@ -48,6 +54,7 @@ from . import _scenario as sc
 from ._abuse import part_abuse, print_abuse
 from ._admin import part_admin, print_admin
 from ._alerting import part_alerting, print_alerting
+from ._budget import part_budget, print_budget
 from ._ingest import part_ingest, print_ingest, store_path
 from ._load import part_load, print_load
 from ._report import conditions, cpu_times, environment, header, table, us
@@ -659,6 +666,11 @@ def main(argv: list[str] | None = None) -> int:
                         "admin API part that runs on its store")
     parser.add_argument("--no-load", action="store_true",
                         help="skip the dashboard load test (about 2 minutes)")
+    parser.add_argument("--no-budget", action="store_true",
+                        help="skip the Log Analytics query budget part (200 viewers of 50 "
+                        "tenants against the loopback query API; --budget-seconds, default "
+                        "300, 20 with --quick)")
+    parser.add_argument("--budget-seconds", type=_positive(float), metavar="S")
     parser.add_argument("--load-clients", type=_positive(int), metavar="N",
                         help="simulated dashboard viewers (default 200, 20 with --quick)")
     parser.add_argument("--load-seconds", type=_positive(float), metavar="S",
@@ -717,6 +729,13 @@ def main(argv: list[str] | None = None) -> int:
         results["load"] = part_load(args.quick, args.load_clients, args.load_seconds,
                                     args.load_token, log=_progress)
         print_load(results["load"])
+        sys.stdout.flush()
+    if not args.no_budget:
+        with tempfile.TemporaryDirectory(prefix="im-bench-") as workdir:
+            results["budget"] = part_budget(
+                workdir, args.budget_seconds or (20.0 if args.quick else 300.0),
+                viewers=40 if args.quick else 200, tenants=10 if args.quick else 50)
+        print_budget(results["budget"])
         sys.stdout.flush()
     results["alerting"] = part_alerting(args.quick)
     print_alerting(results["alerting"])

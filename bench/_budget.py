@@ -52,12 +52,11 @@ def part_budget(workdir: str, seconds: float, viewers: int = 200, tenants: int =
     root = Path(__file__).resolve().parent.parent
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    from tests.loopback.loganalytics import LogAnalyticsLoopback
-
     from integration_monitoring.admin import Access, LogAnalyticsBackend, QueryBudget
     from integration_monitoring.app import create_app
     from integration_monitoring.demo import run_demo
     from integration_monitoring.store import TelemetryStore
+    from tests.loopback.loganalytics import LogAnalyticsLoopback
 
     from ._admin import Server
 

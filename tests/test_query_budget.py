@@ -22,7 +22,7 @@ from integration_monitoring.admin import (
     SharedQueries,
     parse_filters,
 )
-from tests.loopback.loganalytics import LogAnalyticsLoopback, Limits
+from tests.loopback.loganalytics import Limits, LogAnalyticsLoopback
 
 NOW = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
 WORKSPACE = "ws-budget"
