@@ -55,6 +55,11 @@ param logAnalyticsWorkspaceId string
 @description('LOG_ANALYTICS_ENDPOINT: the Logs query endpoint for sovereign clouds; empty uses the public cloud default.')
 param logAnalyticsEndpoint string = ''
 
+@description('LOG_ANALYTICS_QUERIES_PER_30S: the most admin queries one instance sends in any 30 s. Log Analytics allows the app\'s identity 200 in all; lower it when more than one instance serves the admin API.')
+@minValue(1)
+@maxValue(200)
+param logAnalyticsQueriesPer30s int = 120
+
 @description('SERVICEBUS_FULLY_QUALIFIED_NAMESPACE, e.g. myns.servicebus.windows.net.')
 param serviceBusFullyQualifiedNamespace string
 
@@ -161,6 +166,7 @@ var codeSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   LOG_ANALYTICS_WORKSPACE_ID: logAnalyticsWorkspaceId
   LOG_ANALYTICS_ENDPOINT: logAnalyticsEndpoint
+  LOG_ANALYTICS_QUERIES_PER_30S: string(logAnalyticsQueriesPer30s)
   SERVICEBUS_FULLY_QUALIFIED_NAMESPACE: serviceBusFullyQualifiedNamespace
   SERVICEBUS_QUEUES: join(serviceBusQueues, ',')
   QUEUE_SAMPLE_SCHEDULE: queueSampleSchedule
