@@ -54,8 +54,8 @@ class SharedQueries:
                 return entry[1]
             if entry is not None and now < entry[0] + self.stale_s:
                 if key not in self._flights:  # one refresh, in the background
-                    self._flights[key] = _Flight()
-                    threading.Thread(target=self._refresh, args=(key, compute),
+                    flight = self._flights[key] = _Flight()
+                    threading.Thread(target=self._fly, args=(key, flight, compute),
                                      daemon=True, name="cache-refresh").start()
                 return entry[1]
             flight = self._flights.get(key)
@@ -70,29 +70,19 @@ class SharedQueries:
             finally:
                 with self._lock:
                     self.waiting -= 1
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
-        try:
-            self.calls += 1
-            flight.value = compute()
-        except BaseException as error:  # errors are shared with the waiters, not cached
-            flight.error = error
-            raise
-        finally:
-            with self._lock:
-                self._flights.pop(key, None)
-                if flight.error is None:
-                    self._store(key, flight.value)
-            flight.done.set()
+        else:
+            self._fly(key, flight, compute)
+        if flight.error is not None:
+            raise flight.error
         return flight.value
 
-    def _refresh(self, key: Hashable, compute: Callable[[], Any]) -> None:
-        flight = self._flights[key]
+    def _fly(self, key: Hashable, flight: _Flight, compute: Callable[[], Any]) -> None:
+        """Compute for everyone waiting on `flight`: its value is kept, its error is shared
+        with the waiters but never kept (a stale answer stays until it is too old)."""
         try:
             self.calls += 1
             flight.value = compute()
-        except BaseException as error:  # the stale answer stays until it is too old
+        except BaseException as error:
             flight.error = error
         finally:
             with self._lock:
