@@ -76,10 +76,27 @@ def part_budget(workdir: str, seconds: float, viewers: int = 200, tenants: int =
             outcome = asyncio.run(_viewers(server.url, names, viewers, seconds))
         admitted = [t for times in workspace.admitted.values() for t in times]
         throttled = workspace.throttled
+        asked: dict[str, int] = {}
+        for text in workspace.queries:
+            name = _question(text)
+            asked[name] = asked.get(name, 0) + 1
     store.close()
     return {"viewers": viewers, "tenants": len(names), "seconds": seconds,
             "queries": len(admitted), "most_per_30s": _most_in_window(admitted),
-            "service_429s": throttled, **outcome}
+            "service_429s": throttled, "by_question": dict(sorted(asked.items())), **outcome}
+
+
+def _question(text: str) -> str:
+    from integration_monitoring import queries
+
+    for name in queries.names():
+        for form in (name + queries.BY_TENANT, name):
+            try:
+                if text.endswith(queries.text(form)):
+                    return form
+            except KeyError:
+                continue
+    return "?"
 
 
 async def _viewers(url: str, tenants: list[str], count: int, seconds: float) -> dict:
@@ -150,5 +167,6 @@ def print_budget(r: dict[str, Any]) -> None:
           f"(goal < {GOAL_PER_30S}; the service allows 200) -> {verdict}")
     print(f"  service 429s: {r['service_429s']}; viewers' answers by status: {r['statuses']}"
           f"; 429/503/errors reaching viewers: {r['misses']}")
+    print("  queries by question: " + ", ".join(f"{k} {v}" for k, v in r["by_question"].items()))
     if r["panel_p50_ms"] is not None:
         print(f"  panel fetch p50 {r['panel_p50_ms']:.0f} ms, p95 {r['panel_p95_ms']:.0f} ms")

@@ -175,13 +175,18 @@ class TelemetryStore:
                     self._limit_tables(cur, *timespan)
                 if parameters is not None and now is None:
                     sql, values = self._translations.bind(cur, query, parameters)
-                    relation = cur.sql(sql, params=values)
+                    # execute, not sql(): no relation object to build for a one-off answer
+                    # (a third of a small question's time)
+                    cur.execute(sql, values)
+                    names = [column[0] for column in cur.description]
+                    kinds = [kusto_type(column[1]) for column in cur.description]
+                    rows = cur.fetchall()
                 else:
                     relation = duckdb_kql.query(cur, query, dict(parameters or {}) or None,
                                                 query_now=now)
-                names = relation.columns
-                kinds = [kusto_type(t) for t in relation.types]
-                rows = relation.fetchall()
+                    names = relation.columns
+                    kinds = [kusto_type(t) for t in relation.types]
+                    rows = relation.fetchall()
         finally:
             cur.close()
         return QueryResult(list(zip(names, kinds, strict=True)), rows)
