@@ -173,7 +173,9 @@ class TelemetryStore:
             with self._guard():
                 if timespan is not None:
                     self._limit_tables(cur, *timespan)
-                if parameters is not None and now is None:
+                if parameters is not None and now is None and timespan is None:
+                    # (its SQL reads the physical tables, which a timespan's views do not
+                    # narrow)
                     sql, values = self._translations.bind(cur, query, parameters)
                     # execute, not sql(): no relation object to build for a one-off answer
                     # (a third of a small question's time)
@@ -196,9 +198,7 @@ class TelemetryStore:
         cur = self.cursor()
         try:
             with self._guard():
-                return self._translations.bind(cur, query, {})[0]
-        except duckdb_kql.KqlSchemaError:
-            return self._translations.sql(query)
+                return self._translations.get(cur, query).text
         finally:
             cur.close()
 
@@ -299,8 +299,8 @@ class _Translations:
         self._size = size
         self._lock = threading.Lock()
 
-    def bind(self, cur: duckdb.DuckDBPyConnection, query: str,
-             parameters: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    def get(self, cur: duckdb.DuckDBPyConnection, query: str) -> Any:
+        """The translation of `query`, made on first use."""
         with self._lock:
             sql = self._sql.get(query)
         if sql is None:
@@ -309,16 +309,18 @@ class _Translations:
                 if len(self._sql) >= self._size:
                     self._sql.pop(next(iter(self._sql)))
                 self._sql[query] = sql
+        return sql
+
+    def bind(self, cur: duckdb.DuckDBPyConnection, query: str,
+             parameters: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The SQL to run and its placeholders' values."""
+        sql = self.get(cur, query)
         values, unbound = bind(list(sql.declarations), dict(parameters))
         if unbound:
             raise duckdb_kql.KqlSchemaError(", ".join(unbound),
                                             hint="declared query parameter with no value")
         values.update(sql.parameters)
         return sql.text, {slot: v for slot, v in values.items() if slot in sql.slots}
-
-    def sql(self, query: str) -> str:
-        with self._lock:
-            return self._sql[query].text
 
     @staticmethod
     def _translate(cur: duckdb.DuckDBPyConnection, query: str) -> Any:
