@@ -13,6 +13,7 @@ from ._backends import Answer, Backend
 from ._cache import SharedQueries
 from ._fairness import Fairness
 from ._filters import Filters
+from ._rendered import RenderedAnswers
 from ._sharing import nothing_to_ask, shared
 
 #: Application Insights keeps no histogram buckets, so adapter latency is an average and a
@@ -38,6 +39,7 @@ class AdminService:
                  parallel: int = 4, fairness: Fairness | None = None) -> None:
         self.backend = backend
         self.cache = cache or SharedQueries(**getattr(backend, "freshness", {}))
+        self.rendered = RenderedAnswers()
         self.fairness = fairness or Fairness(at_once=parallel)
         # Threads that may wait: the limits on the engine are the fairness's, not the pool's
         # (a fixed pool would queue one caller's questions behind another's flood).
