@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 
 from integration_monitoring import queries
-from integration_monitoring.admin import AdminService, LocalBackend, parse_filters
+from integration_monitoring.admin import AdminService, Answer, LocalBackend, parse_filters
 from integration_monitoring.admin._service import _json
-from integration_monitoring.admin._sharing import GROUPED, ROWS
+from integration_monitoring.admin._sharing import CAP, GROUPED, ROWS, TRIMMED, shared
 
 NOW = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
 
@@ -59,6 +59,8 @@ def test_a_reader_cut_from_everyone_gets_their_own_answer(store, name, params):
         f = replace(base, tenants=scope)
         mine = service.run(name, f).rows
         theirs = own(backend, name, f)
+        if name in TRIMMED:  # the endpoint serves the first `limit`
+            mine, theirs = mine[: f.limit], theirs[: f.limit]
         if name in ROWS or len(scope) == 1:
             assert repr(mine) == repr(theirs), (name, scope)
         compared_rows += len(theirs)
@@ -80,3 +82,22 @@ def test_readers_of_any_number_of_tenants_ask_once_per_question():
     for n in range(50):
         service.stats(replace(base, tenants=(f"tenant-{n}",)))
     assert len(backend.texts) == 4
+
+
+def test_a_capped_list_serves_a_reader_only_when_it_holds_what_is_served():
+    """The shared list reached its cap: a reader with `limit` rows in it is served from it
+    (any row of theirs left out ranks below all of these); one with fewer asks their own."""
+    f = replace(parse_filters("sync-activity", {"until": NOW.isoformat(), "limit": "3"},
+                              now=NOW), tenants=("busy",))
+    plan = shared("recent_jobs", f)
+    rows = [{"tenantId": "busy" if n % 10 == 0 else "other", "n": n} for n in range(CAP)]
+    mine = plan.cut(Answer(["tenantId", "n"], rows))
+    assert [row["n"] for row in mine.rows][:3] == [0, 10, 20]
+    quiet = replace(f, tenants=("quiet",))
+    assert shared("recent_jobs", quiet).cut(Answer(["tenantId", "n"], rows)) is None
+    # below the cap the list holds everything: exact for everyone
+    assert shared("recent_jobs", quiet).cut(Answer(["tenantId", "n"], rows[:10])).rows == []
+    # the alerts serve every row (the active ones): a capped list never serves a reader
+    alerts = replace(parse_filters("alerts", {"until": NOW.isoformat(), "limit": "3"},
+                                   now=NOW), tenants=("busy",))
+    assert shared("alerts", alerts).cut(Answer(["tenantId", "n"], rows)) is None

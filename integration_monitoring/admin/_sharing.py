@@ -10,9 +10,11 @@ gets the rows of their own tenants:
   whose rows for one tenant are that tenant's answer; for a reader of one tenant only, since
   percentiles and distinct counts of several tenants cannot be added up from theirs.
 
-Everything else (a reader of several tenants' totals, the latest jobs, whose list is capped
-across tenants) is asked at the reader's own scope, as before. A shared answer that reached
-a question's row cap may lack a reader's rows: then the reader's own question is asked.
+A reader of several tenants' totals is asked at the reader's own scope, as before. A shared
+answer that reached a question's row cap (`take 1000`) may lack a reader's rows. For a list
+the endpoint trims to `limit` it is still exact when it holds `limit` of the reader's rows:
+any row of theirs left out ranks below every row kept. Otherwise the reader's own question
+is asked.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from ._filters import Filters
 
 #: Questions whose rows carry the tenant they belong to.
 ROWS = frozenset({"integration_status", "top_integrations", "errors_by_integration",
-                  "duration_by_integration", "running_jobs", "alerts"})
+                  "duration_by_integration", "running_jobs", "recent_jobs", "alerts"})
+#: Of those, the lists an endpoint serves only the first `limit` rows of.
+TRIMMED = frozenset({"top_integrations", "errors_by_integration", "duration_by_integration",
+                     "running_jobs", "recent_jobs"})
 #: Questions with a by-tenant form.
 GROUPED = frozenset({"job_counts", "error_rate_trend", "record_totals", "throughput_trend",
                      "duration_trend", "top_error_types", "adapter_latency",
@@ -51,13 +56,15 @@ class Shared:
     tenants: frozenset[str]
     grouped: bool
     name: str
+    #: How many of the reader's rows the endpoint serves (None: all of them).
+    served: int | None = None
 
     def cut(self, whole: Answer) -> Answer | None:
         """The reader's rows (API rows: dicts), or None when the whole may lack some."""
-        if len(whole.rows) >= CAP:
-            return None
         rows: list[dict[str, Any]] = [row for row in whole.rows
                                       if row.get("tenantId") in self.tenants]
+        if len(whole.rows) >= CAP and (self.served is None or len(rows) < self.served):
+            return None
         columns = whole.columns
         if self.grouped:
             columns = [c for c in columns if c != "tenantId"]
@@ -73,7 +80,8 @@ def shared(name: str, f: Filters) -> Shared | None:
         return None
     everyone = replace(f, tenants=None)
     if name in ROWS:
-        return Shared(name, everyone, frozenset(f.tenants), False, name)
+        served = f.limit if name in TRIMMED else None
+        return Shared(name, everyone, frozenset(f.tenants), False, name, served)
     if name in GROUPED and len(f.tenants) == 1:
         return Shared(name + queries.BY_TENANT, everyone, frozenset(f.tenants), True, name)
     return None
