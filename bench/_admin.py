@@ -69,10 +69,10 @@ QUICK = AdminSettings(warmup_rounds=1, rounds=4, clients=20, profile_repeats=1)
 
 
 def _question(text: str) -> str:
-    """Which question file a rendered query ends with."""
+    """Which question (or by-tenant form) a rendered query ends with."""
     from integration_monitoring import queries
 
-    found = [name for name in queries.names() if text.endswith(queries.text(name))]
+    found = [name for name in queries.forms() if text.endswith(queries.text(name))]
     return max(found, key=lambda name: len(queries.text(name))) if found else "?"
 
 

@@ -58,7 +58,7 @@ def part_budget(workdir: str, seconds: float, viewers: int = 200, tenants: int =
     from integration_monitoring.store import TelemetryStore
     from tests.loopback.loganalytics import LogAnalyticsLoopback
 
-    from ._admin import Server
+    from ._admin import Server, _question
 
     store = TelemetryStore(Path(workdir) / "budget.duckdb")
     run_demo(hours=2, tenants=tenants, integrations=3 * tenants, seed=3, store=store,
@@ -85,18 +85,6 @@ def part_budget(workdir: str, seconds: float, viewers: int = 200, tenants: int =
             "queries": len(admitted), "most_per_30s": _most_in_window(admitted),
             "service_429s": throttled, "by_question": dict(sorted(asked.items())), **outcome}
 
-
-def _question(text: str) -> str:
-    from integration_monitoring import queries
-
-    for name in queries.names():
-        for form in (name + queries.BY_TENANT, name):
-            try:
-                if text.endswith(queries.text(form)):
-                    return form
-            except KeyError:
-                continue
-    return "?"
 
 
 async def _viewers(url: str, tenants: list[str], count: int, seconds: float) -> dict:

@@ -55,7 +55,6 @@ class Shared:
     filters: Filters
     tenants: frozenset[str]
     grouped: bool
-    name: str
     #: How many of the reader's rows the endpoint serves (None: all of them).
     served: int | None = None
 
@@ -69,8 +68,9 @@ class Shared:
         if self.grouped:
             columns = [c for c in columns if c != "tenantId"]
             rows = [{k: v for k, v in row.items() if k != "tenantId"} for row in rows]
-            if not rows and self.name in _NOTHING:
-                rows = [dict(_NOTHING[self.name])]
+            name = self.question.removesuffix(queries.BY_TENANT)
+            if not rows and name in _NOTHING:
+                rows = [dict(_NOTHING[name])]
         return Answer(columns, rows, whole.partial)
 
 
@@ -81,9 +81,9 @@ def shared(name: str, f: Filters) -> Shared | None:
     everyone = replace(f, tenants=None)
     if name in ROWS:
         served = f.limit if name in TRIMMED else None
-        return Shared(name, everyone, frozenset(f.tenants), False, name, served)
+        return Shared(name, everyone, frozenset(f.tenants), False, served)
     if name in GROUPED and len(f.tenants) == 1:
-        return Shared(name + queries.BY_TENANT, everyone, frozenset(f.tenants), True, name)
+        return Shared(name + queries.BY_TENANT, everyone, frozenset(f.tenants), True)
     return None
 
 

@@ -26,8 +26,8 @@ from ._literals import (
 
 FOLDER = Path(__file__).resolve().parent
 
-__all__ = ["BY_TENANT", "FOLDER", "LiteralError", "by_tenant", "kql_datetime", "kql_literal",
-           "kql_string", "names", "parameterized", "prelude", "render", "text"]
+__all__ = ["BY_TENANT", "FOLDER", "LiteralError", "by_tenant", "forms", "kql_datetime",
+           "kql_literal", "kql_string", "names", "parameterized", "prelude", "render", "text"]
 
 
 #: The suffix of a question's variant grouped by tenant as well (`by_tenant`).
@@ -92,6 +92,20 @@ def names() -> list[str]:
 def render(name: str, values: Mapping[str, Any]) -> str:
     """Prelude + shared views + the question: the full text sent to an engine."""
     return prelude(values) + text("_common") + text(name)
+
+
+@functools.cache
+def forms() -> tuple[str, ...]:
+    """Every question, and every by-tenant form there is: what `text` and `render` take."""
+    found = []
+    for name in names():
+        found.append(name)
+        try:
+            text(name + BY_TENANT)
+            found.append(name + BY_TENANT)
+        except KeyError:
+            pass
+    return tuple(found)
 
 
 def parameterized(name: str, values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

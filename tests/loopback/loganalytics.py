@@ -470,26 +470,11 @@ def _declared(query: str) -> tuple[str, dict[str, Any]] | None:
     if "_until" not in values or "_lookback_since" not in values:
         return None
     rest = "\n".join(lines[count:])
-    names = [name for name in _question_names() if rest == queries.text("_common")
+    names = [name for name in queries.forms() if rest == queries.text("_common")
              + queries.text(name)]
     if len(names) != 1:
         return None
     return queries.parameterized(names[0], values)
-
-
-def _question_names() -> list[str]:
-    """Every question and every by-tenant form there is."""
-    from integration_monitoring import queries
-
-    names = []
-    for name in queries.names():
-        names.append(name)
-        try:
-            queries.text(name + queries.BY_TENANT)
-            names.append(name + queries.BY_TENANT)
-        except KeyError:
-            pass
-    return names
 
 
 def _within(values: dict[str, Any], window: Any) -> bool:
