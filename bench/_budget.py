@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import multiprocessing
 import random
 import sys
 import time
@@ -56,41 +57,78 @@ def part_budget(workdir: str, seconds: float, viewers: int = 200, tenants: int =
     from integration_monitoring.app import create_app
     from integration_monitoring.demo import run_demo
     from integration_monitoring.store import TelemetryStore
-    from tests.loopback.loganalytics import LogAnalyticsLoopback
+    from tests.loopback.servicebus import StaticTokenCredential
 
     from ._admin import Server, _question
 
-    store = TelemetryStore(Path(workdir) / "budget.duckdb")
+    path = Path(workdir) / "budget.duckdb"
+    store = TelemetryStore(path)
     run_demo(hours=2, tenants=tenants, integrations=3 * tenants, seed=3, store=store,
              stdout=None, progress=False)
     names = sorted(r[0] for r in store.sql(
         """SELECT DISTINCT "_kept_tenantId" ->> '$' FROM "_AppTraces"
            WHERE "_kept_tenantId" IS NOT NULL"""))
-    with LogAnalyticsLoopback(store, workspaces=("ws-bench",)) as workspace:
+    store.close()
+    # The workspace runs in a process of its own, as the service is not in the app's: its
+    # queries (Kusto.Language's analysis, then DuckDB) do not share the app's interpreter.
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    workspace = context.Process(target=_workspace, args=(str(path), theirs), daemon=True)
+    workspace.start()
+    try:
+        where = _receive(ours, "start")
         budget = QueryBudget()
-        backend = LogAnalyticsBackend("ws-bench", workspace.credential,
-                                      endpoint=workspace.endpoint,
-                                      connection_verify=workspace.ca_path, budget=budget)
+        backend = LogAnalyticsBackend("ws-bench", StaticTokenCredential(where["token"]),
+                                      endpoint=where["endpoint"],
+                                      connection_verify=where["ca_path"], budget=budget)
         app = create_app(backend=backend, access=Access("entra"))
         with Server(app) as server:
             outcome = asyncio.run(_viewers(server.url, names, viewers, seconds))
-        admitted = [t for times in workspace.admitted.values() for t in times]
-        throttled = workspace.throttled
-        asked: dict[str, int] = {}
-        for text in workspace.queries:
-            name = _question(text)
-            asked[name] = asked.get(name, 0) + 1
-    store.close()
+        ours.send("stop")
+        seen = _receive(ours, "report")
+    finally:
+        workspace.join(timeout=60)
+        if workspace.is_alive():
+            workspace.kill()
+    asked: dict[str, int] = {}
+    for text in seen["queries"]:
+        name = _question(text)
+        asked[name] = asked.get(name, 0) + 1
     return {"viewers": viewers, "tenants": len(names), "seconds": seconds,
-            "queries": len(admitted), "most_per_30s": _most_in_window(admitted),
-            "service_429s": throttled, "by_question": dict(sorted(asked.items())), **outcome}
+            "queries": len(seen["admitted"]), "most_per_30s": _most_in_window(seen["admitted"]),
+            "service_429s": seen["throttled"], "by_question": dict(sorted(asked.items())),
+            **outcome}
 
+
+def _receive(pipe: Any, what: str) -> Any:
+    if not pipe.poll(120):
+        raise RuntimeError(f"the loopback workspace did not {what} within 2 minutes")
+    return pipe.recv()
+
+
+def _workspace(path: str, pipe: Any) -> None:
+    """The loopback query API over the store at `path`, until told to stop; then what it
+    admitted (monotonic times, comparable across processes), throttled and was asked."""
+    from integration_monitoring.store import TelemetryStore
+    from tests.loopback.loganalytics import LogAnalyticsLoopback
+
+    store = TelemetryStore(path)
+    try:
+        with LogAnalyticsLoopback(store, workspaces=("ws-bench",)) as workspace:
+            pipe.send({"endpoint": workspace.endpoint, "ca_path": workspace.ca_path,
+                       "token": workspace.credential.token})
+            pipe.recv()
+            pipe.send({"admitted": [t for times in workspace.admitted.values() for t in times],
+                       "throttled": workspace.throttled, "queries": workspace.queries})
+    finally:
+        store.close()
 
 
 async def _viewers(url: str, tenants: list[str], count: int, seconds: float) -> dict:
     import httpx
 
     statuses: dict[int, int] = {}
+    reasons: dict[str, int] = {}  # what the misses said
     latencies: list[float] = []
     end = time.monotonic() + seconds
     rng = random.Random(7)
@@ -104,6 +142,9 @@ async def _viewers(url: str, tenants: list[str], count: int, seconds: float) -> 
                     response = await client.get(f"/api/admin/{path}", params=params,
                                                 headers=headers)
                     status = response.status_code
+                    if status >= 429:
+                        why = f"{status} {response.json()['error']['message']}"
+                        reasons[why] = reasons.get(why, 0) + 1
                 except httpx.HTTPError:
                     status = 0
                 latencies.append(time.monotonic() - started)
@@ -141,7 +182,7 @@ async def _viewers(url: str, tenants: list[str], count: int, seconds: float) -> 
 
         await asyncio.gather(*(viewer(n) for n in range(count)))
     latencies.sort()
-    return {"statuses": {str(k): v for k, v in sorted(statuses.items())},
+    return {"statuses": {str(k): v for k, v in sorted(statuses.items())}, "reasons": reasons,
             "misses": sum(v for k, v in statuses.items() if k in (0, 429, 503) or k >= 500),
             "panel_p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
             "panel_p95_ms": 1000 * latencies[int(len(latencies) * 0.95)] if latencies else None}
@@ -155,6 +196,8 @@ def print_budget(r: dict[str, Any]) -> None:
           f"(goal < {GOAL_PER_30S}; the service allows 200) -> {verdict}")
     print(f"  service 429s: {r['service_429s']}; viewers' answers by status: {r['statuses']}"
           f"; 429/503/errors reaching viewers: {r['misses']}")
+    for why, count in sorted(r.get("reasons", {}).items()):
+        print(f"    {count} x {why}")
     print("  queries by question: " + ", ".join(f"{k} {v}" for k, v in r["by_question"].items()))
     if r["panel_p50_ms"] is not None:
         print(f"  panel fetch p50 {r['panel_p50_ms']:.0f} ms, p95 {r['panel_p95_ms']:.0f} ms")

@@ -70,6 +70,8 @@ class LocalBackend:
     #: How long an answer is fresh, and how much longer it may be served while it is
     #: asked again (`SharedQueries`): the local store sees an event within seconds.
     freshness: ClassVar[dict[str, float]] = {"ttl_s": 15.0, "stale_s": 0.0}
+    #: A default `until` is now rounded down to this many seconds.
+    until_step_s: ClassVar[int] = 5
 
     def __init__(self, store: Any = None) -> None:
         if store is None:
@@ -115,6 +117,8 @@ class LogAnalyticsBackend(TextBackend):
     #: Application Insights data reaches the workspace minutes after it happened; asking
     #: again sooner than a minute buys nothing and spends the identity's query rate.
     freshness: ClassVar[dict[str, float]] = {"ttl_s": 60.0, "stale_s": 600.0}
+    #: ... so a window ending "now" ends on the minute: one question per window per minute.
+    until_step_s: ClassVar[int] = 60
     #: Throttling and transient server errors; a 504 means the server timeout was spent
     #: already, so it is not tried again.
     RETRYABLE = frozenset({429, 500, 502, 503})

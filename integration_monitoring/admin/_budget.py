@@ -27,7 +27,7 @@ class BudgetSpent(Exception):
 
 
 class QueryBudget:
-    def __init__(self, per_window: int = 120, window_s: float = 30.0, max_wait_s: float = 20.0,
+    def __init__(self, per_window: int = 120, window_s: float = 30.0, max_wait_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if per_window < 1:
             raise ValueError("a query budget needs at least one query per window")

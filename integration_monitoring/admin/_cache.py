@@ -4,7 +4,8 @@ Log Analytics allows 5 concurrent queries and 200 per 30 s per identity: cost mu
 with the number of people looking at the dashboard.
 
 With `stale_s`, an answer past its TTL is still served, at once, for that long while one
-caller's refresh runs in the background: viewers never wait for a question that was answered
+caller's refresh runs in the background (and so is the answer to an earlier form of the
+question, such as the same window a minute before, while the new one is first asked): viewers never wait for a question that was answered
 before, and when the engine's budget is short the answers only grow older (Log Analytics
 shows an event minutes after it happened anyway).
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 
@@ -46,12 +47,19 @@ class SharedQueries:
         self._flights: dict[Hashable, _Flight] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def get(self, key: Hashable, compute: Callable[[], Any],
+            earlier: Sequence[Hashable] = ()) -> Any:
+        """The value for `key`. Without one, the first of `earlier` (keys of older forms
+        of the same question, newest first) still within its stale time is served at once
+        while `key` is computed in the background."""
         with self._lock:
             entry = self._entries.get(key)
             now = self.clock()
             if entry is not None and now < entry[0]:
                 return entry[1]
+            if entry is None:
+                entry = next((e for e in map(self._entries.get, earlier)
+                              if e is not None and now < e[0] + self.stale_s), None)
             if entry is not None and now < entry[0] + self.stale_s:
                 if key not in self._flights:  # one refresh, in the background
                     flight = self._flights[key] = _Flight()

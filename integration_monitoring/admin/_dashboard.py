@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 
 from ..alerts import RUNBOOKS, load_rules
 from ._backends import BackendUnavailable, QueryFailed
-from ._filters import FilterError, Filters, definitions, openapi_parameters, parse_filters
+from ._filters import FilterError, Filters, definitions, openapi_parameters
 from ._routes import ERRORS, PREFIX, Caller, scoped
 from ._service import AdminService
 from ._static import StaticFiles, file_response
@@ -89,9 +89,9 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
         view) whenever new telemetry arrives, keep-alive comments otherwise. Each stream ends
         after about a minute with a `retry:` hint, so it also works where the host buffers
         responses; EventSource reconnects by itself."""
-        filters = scoped(request, parse_filters("stream", request.query_params))  # 400, 403
-        params = dict(request.query_params)
         service = service_factory()
+        filters = scoped(request, service.parse("stream", request.query_params))  # 400, 403
+        params = dict(request.query_params)
         held = contextlib.ExitStack()
         held.enter_context(service.fairness.stream(filters.caller))  # 429 beyond the share
         return StreamingResponse(_events(request, service, params, poll_s, stream_s, retry_ms,
@@ -127,7 +127,7 @@ async def _polls(request: Request, service: AdminService, params: dict[str, str]
             # questions share one `until`: stats cached for a later one could predate the
             # data the fingerprint saw, and the snapshot would show the old numbers.
             now = dt.datetime.now(dt.UTC)
-            filters = _windowed(scoped(request, parse_filters("stream", params, now)), params)
+            filters = _windowed(scoped(request, service.parse("stream", params, now)), params)
             answer = await run_in_threadpool(service.run, "stream_fingerprint", filters)
             row = answer.rows[0] if answer.rows else {"events": 0, "latest": None}
             fingerprint = f"{row['events']}@{row['latest']}"
@@ -135,7 +135,7 @@ async def _polls(request: Request, service: AdminService, params: dict[str, str]
             if fingerprint != last:
                 stats = await run_in_threadpool(
                     service.stats,
-                    _windowed(scoped(request, parse_filters("stats", params, now)), params))
+                    _windowed(scoped(request, service.parse("stats", params, now)), params))
         except (BackendUnavailable, QueryFailed) as error:
             yield "event: unavailable\ndata: " + json.dumps({"message": str(error)}) + "\n\n"
             return  # EventSource reconnects after the retry hint

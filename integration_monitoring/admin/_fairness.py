@@ -43,7 +43,7 @@ class Busy(Exception):
 
 class Fairness:
     def __init__(self, *, streams: int = 4, share: int = 2, waiting: int = 24,
-                 at_once: int = 4, queue_s: float = 30.0) -> None:
+                 at_once: int = 4, queue_s: float = 60.0) -> None:
         self.streams = streams
         self.share = share
         self.waiting = waiting

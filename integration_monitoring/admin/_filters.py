@@ -51,6 +51,9 @@ class Filters:
     tenants: tuple[str, ...] | None = ()
     #: Who asks (`_fairness.caller_key`), for the per-caller limits; never part of a query.
     caller: str = ""
+    #: The window ends at "now" (neither `since` nor `until` given): an answer for the
+    #: same window a step or two earlier may stand in while this one is asked.
+    live: bool = False
 
     def aligned(self) -> Filters:
         """`since` moved back to a bucket boundary: streams whose windows start anywhere in
@@ -58,6 +61,11 @@ class Filters:
         step = int(self.bucket.total_seconds())
         start = int(self.since.timestamp()) // step * step
         return replace(self, since=dt.datetime.fromtimestamp(start, dt.UTC))
+
+    def earlier(self, seconds: int) -> Filters:
+        """The same window ending `seconds` earlier."""
+        by = dt.timedelta(seconds=seconds)
+        return replace(self, since=self.since - by, until=self.until - by)
 
     def values(self) -> dict[str, Any]:
         """The prelude's values (every query gets all of them)."""
@@ -234,8 +242,9 @@ def definitions() -> dict[str, Any]:
 
 
 def parse_filters(endpoint: str, params: Mapping[str, str] | Any,
-                  now: dt.datetime | None = None) -> Filters:
-    """Validate query parameters for an endpoint; raises FilterError naming the parameter."""
+                  now: dt.datetime | None = None, step_s: int = NOW_GRANULARITY_S) -> Filters:
+    """Validate query parameters for an endpoint; raises FilterError naming the parameter.
+    A default `until` is now rounded down to `step_s` (the backend's `until_step_s`)."""
     spec = ENDPOINTS[endpoint]
     items = list(params.multi_items()) if hasattr(params, "multi_items") else list(
         params.items())
@@ -258,7 +267,7 @@ def parse_filters(endpoint: str, params: Mapping[str, str] | Any,
         return read[name]
 
     now = now or dt.datetime.now(dt.UTC)
-    until = given("until", None) or _floor(now)
+    until = given("until", None) or _floor(now, step_s)
     if "window" in seen and "since" in seen:
         raise FilterError("window", "give either window or since, not both")
     since = given("since", None) or until - given("window")
@@ -271,6 +280,7 @@ def parse_filters(endpoint: str, params: Mapping[str, str] | Any,
         tenant_id=given("tenantId"), integration_id=given("integrationId"),
         adapter_type=given("adapterType"), entity=given("entity"),
         q=given("q"), limit=given("limit", spec.default_limit),
+        live="until" not in seen and "since" not in seen,
     )
     for name in seen:  # every value given is checked by its definition, used or not
         given(name)
@@ -285,6 +295,6 @@ def bucket_for(span: dt.timedelta) -> dt.timedelta:
     return BUCKETS[-1]
 
 
-def _floor(now: dt.datetime) -> dt.datetime:
-    seconds = int(now.timestamp()) // NOW_GRANULARITY_S * NOW_GRANULARITY_S
+def _floor(now: dt.datetime, step_s: int) -> dt.datetime:
+    seconds = int(now.timestamp()) // step_s * step_s
     return dt.datetime.fromtimestamp(seconds, dt.UTC)

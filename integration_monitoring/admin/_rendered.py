@@ -1,6 +1,6 @@
 """An endpoint's answer as the JSON it was sent as, kept for a few seconds per request.
 
-Identical requests within one `until` step (5 s) get the same answer; building it again
+Identical requests within 5 s get the same answer; building it again
 from the cached questions and serialising tens of kilobytes would cost a busy server most
 of its time per request. Incomplete answers are not kept, and neither is anything of the
 alerts, which an acknowledgement changes at once.

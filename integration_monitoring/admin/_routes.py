@@ -21,7 +21,7 @@ from . import _models as m
 from ._access import AccessDenied, Principal, scope
 from ._backends import BackendUnavailable, QueryFailed
 from ._fairness import Busy, caller_key
-from ._filters import FilterError, Filters, openapi_parameters, parse_filters
+from ._filters import FilterError, Filters, openapi_parameters
 from ._service import AdminService
 
 PREFIX = "/api/admin/integrations"
@@ -109,8 +109,8 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
 
     async def answer(request: Request, endpoint: str,
                      method: Callable[[AdminService, Any], dict[str, Any]]) -> Any:
-        filters = scoped(request, parse_filters(endpoint, request.query_params))
         service = service_factory()
+        filters = scoped(request, service.parse(endpoint, request.query_params))
         model = _MODELS.get(endpoint)
         if model is None:  # the alerts: an acknowledgement changes them at once
             return await run_in_threadpool(method, service, filters)

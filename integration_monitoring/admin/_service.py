@@ -12,7 +12,7 @@ from .._time import naive_utc
 from ._backends import Answer, Backend
 from ._cache import SharedQueries
 from ._fairness import Fairness
-from ._filters import Filters
+from ._filters import NOW_GRANULARITY_S, Filters, parse_filters
 from ._rendered import RenderedAnswers
 from ._sharing import nothing_to_ask, shared
 
@@ -39,6 +39,7 @@ class AdminService:
                  parallel: int = 4, fairness: Fairness | None = None) -> None:
         self.backend = backend
         self.cache = cache or SharedQueries(**getattr(backend, "freshness", {}))
+        self.until_step_s: int = getattr(backend, "until_step_s", NOW_GRANULARITY_S)
         self.rendered = RenderedAnswers()
         self.fairness = fairness or Fairness(at_once=parallel)
         # Threads that may wait: the limits on the engine are the fairness's, not the pool's
@@ -46,6 +47,10 @@ class AdminService:
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="admin-query")
         self._acks: dict[str, dict[str, Any]] = {}  # alertId -> what acknowledge() recorded
         self._ack_lock = threading.Lock()  # two clicks at once record one acknowledgement
+
+    def parse(self, endpoint: str, params: Any, now: dt.datetime | None = None) -> Filters:
+        """An endpoint's filters; a window ending now ends on this backend's `until` step."""
+        return parse_filters(endpoint, params, now, self.until_step_s)
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -192,7 +197,11 @@ class AdminService:
 
     def _ask(self, name: str, f: Filters) -> Answer:
         values = f.values()
-        key = (name, tuple(sorted((k, str(v)) for k, v in values.items())))
+        # A window ending now moves on every step; while its answer is asked, the same
+        # window's answer from a step or a few before stands in (within the stale time).
+        steps = int(self.cache.stale_s // self.until_step_s) if f.live else 0
+        earlier = [_key(name, f.earlier(n * self.until_step_s).values())
+                   for n in range(1, steps + 1)]
 
         def ask() -> Answer:
             with self.fairness.question(f.caller):
@@ -200,7 +209,11 @@ class AdminService:
             rows = [{k: _json(v) for k, v in row.items()} for row in answer.dicts()]
             return Answer(answer.columns, rows, answer.partial)
 
-        return self.cache.get(key, ask)
+        return self.cache.get(_key(name, values), ask, earlier)
+
+
+def _key(name: str, values: dict[str, Any]) -> tuple[Any, ...]:
+    return (name, tuple(sorted((k, str(v)) for k, v in values.items())))
 
 
 def _now() -> dt.datetime:

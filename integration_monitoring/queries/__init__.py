@@ -32,6 +32,8 @@ __all__ = ["BY_TENANT", "FOLDER", "LiteralError", "by_tenant", "forms", "kql_dat
 
 #: The suffix of a question's variant grouped by tenant as well (`by_tenant`).
 BY_TENANT = ".by_tenant"
+#: How many times deeper a list's by-tenant form reaches (`by_tenant`).
+DEEPER = 10
 
 
 @functools.cache
@@ -48,11 +50,20 @@ def text(name: str) -> str:
 def by_tenant(question: str) -> str:
     """The question with `tenantId` added to the groups of its first `summarize`: one
     answer for every tenant at once, whose rows for one tenant are that tenant's answer.
-    A question that never summarizes, or that groups in two steps, has no such variant."""
+    A list that never summarizes takes `DEEPER` times its rows instead, so that each
+    tenant's latest rows are likely among them. A question that groups in two steps has no
+    such variant."""
     lines = question.splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if line.startswith("| summarize ")]
+    if not starts:
+        deeper, takes = re.subn(r"^\| take (\d+)",
+                                lambda m: f"| take {int(m.group(1)) * DEEPER}", question,
+                                flags=re.MULTILINE)
+        if takes == 1:
+            return deeper
     if len(starts) != 1:
-        raise KeyError("only a question with one top-level summarize has a by-tenant form")
+        raise KeyError("only a question with one top-level summarize, or a list with one "
+                       "take, has a by-tenant form")
     end = starts[0] + 1
     while end < len(lines) and lines[end].startswith((" ", "\t")):
         end += 1
