@@ -31,3 +31,8 @@ def test_quick_bench_runs_and_reports_ratios(tmp_path):
     assert load["load"]["backend_queries"] >= 0  # counted; 0 when the cache answered all
     assert load["ratios"]["all 6 panels"]["p95"] > 0
     assert "Dashboard load" in done.stdout
+    assert results["default_store"]["latency"]["rows"]
+    assert results["budget"]["queries"] > 0
+    # every goal is printed with what this run measured, or says it was not measured
+    goals = done.stdout[done.stdout.index("Goals (this run)"):]
+    assert "demo backfill of the default 24 h" in goals and "most queries in any 30 s" in goals

@@ -5,9 +5,10 @@ with the number of people looking at the dashboard.
 
 With `stale_s`, an answer past its TTL is still served, at once, for that long while one
 caller's refresh runs in the background (and so is the answer to an earlier form of the
-question, such as the same window a minute before, while the new one is first asked): viewers never wait for a question that was answered
-before, and when the engine's budget is short the answers only grow older (Log Analytics
-shows an event minutes after it happened anyway).
+question, such as the same window a minute before, while the new one is first asked):
+viewers never wait for a question that was answered before, and when the engine's budget is
+short the answers only grow older (Log Analytics shows an event minutes after it happened
+anyway).
 
 Failures are never kept: the next caller asks again. An answer that says it is incomplete
 (a true `partial` attribute, as `Answer` has) is kept only `partial_ttl_s`: enough to spare
