@@ -93,6 +93,9 @@ def test_bound_values_answer_as_written_ones(store, name):
            '{"tenantId": "t", "integrationId": "i2", "duration": "7.5", "recordCount": "12", '
            '"recordsCreated": 1.9, "status": {"nested": true}, "attempt": null}',
            '{"tenantId": "u", "integrationId": "i3", "recordCount": [1, 2], "duration": true}',
+           '{"tenantId": "u", "integrationId": "i4", "recordsFailed": " 12 ", "duration": '
+           '"1e3", "recordsUpdated": "-0", "recordCount": "9223372036854775808", '
+           '"attempt": "2.5", "recordsCreated": "abc"}',
            '{}', '[1, 2]']
     store.append("AppTraces", [
         {"TimeGenerated": dt.datetime(2026, 1, 1, 12, n), "Message": message,
@@ -112,8 +115,9 @@ def test_bound_values_answer_as_written_ones(store, name):
         assert repr(store.kql(text, parameters=bound).rows) == repr(store.kql(
             queries.render(name, values)).rows)
     assert len(texts) == 1
-    # and it reads the kept columns instead of parsing JSON
+    # and it reads the kept columns instead of parsing JSON, converting them in place
     assert '"_kept_' in store.translation(text)
+    assert 'list_transform(["_kept_' not in store.translation(text)
 
 
 def test_a_store_written_before_keys_were_kept_is_brought_up_to_date(tmp_path):

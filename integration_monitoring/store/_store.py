@@ -290,6 +290,48 @@ def _read_kept(sql: str) -> str:
     return _SOURCE.sub(lambda m: f'FROM "{physical(m.group(1))}"', sql)
 
 
+#: duckdb-kql converts a value by mapping a lambda over a one-item list (`tolong`,
+#: `todouble`, ...): `list_transform(["col"], lambda _v: BODY)[1]`.
+_ONE_ITEM_MAP = re.compile(r'list_transform\(\[("[A-Za-z0-9_]+")\], lambda _v: ')
+
+
+def _inline_conversions(sql: str) -> str:
+    """Each one-item `list_transform` of a column replaced by its lambda's body applied to
+    the column: the same value (the lambda applied to the one item, NULL included) without a
+    list built and mapped per row, which cost more than the rest of a counting question. A
+    body that binds `_v` again, or quotes it, is left as it is."""
+    out: list[str] = []
+    done = 0
+    while (found := _ONE_ITEM_MAP.search(sql, done)) is not None:
+        end = _closing(sql, found.end())
+        body = sql[found.end():end]
+        if sql.startswith("[1]", end + 1) and "lambda _v" not in body and "'_v" not in body:
+            out.append(sql[done:found.start()])
+            out.append("(" + re.sub(r"\b_v\b", found.group(1), body) + ")")
+            done = end + 4
+        else:
+            out.append(sql[done:found.end()])
+            done = found.end()
+    out.append(sql[done:])
+    return "".join(out)
+
+
+def _closing(sql: str, start: int) -> int:
+    """The index of the `)` that closes the parenthesis opened just before `start`."""
+    depth, quoted = 1, False
+    for index in range(start, len(sql)):
+        char = sql[index]
+        if char == "'":
+            quoted = not quoted  # '' inside a literal toggles twice
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if not depth:
+                return index
+    raise ValueError("unbalanced SQL")
+
+
 class _Translations:
     """SQL for parameterized KQL texts, translated once per text: translating a question
     costs more than running it on a day of telemetry, and its text never changes."""
@@ -333,7 +375,7 @@ class _Translations:
         if "Properties =" in query or "Properties=" in query:
             return plain  # a query that replaces Properties: kept values would be stale
         fast = duckdb_kql.to_sql(query, schema=wider)
-        fast.text = _read_kept(str(fast))
+        fast.text = _inline_conversions(_read_kept(str(fast)))
         try:
             columns = cur.execute(f"DESCRIBE {fast.text}", _dummies(fast)).fetchall()
         except duckdb.Error:
