@@ -19,7 +19,8 @@ httpx (each request a cache miss) against a plain SQL round trip and /api/health
 the same server, 100 concurrent clients on the shared-query cache, and where the
 endpoints' time goes (duckdb-kql translation vs DuckDB execution); then an admin's uncached
 requests alone and beside a reader who opens 30 live streams (goal: p95 within 2x); then
-the endpoints' uncached latency on the demo's default store, and how long its 24 h backfill
+the same endpoints with 30 days of history at that rate (the day copied back), the
+endpoints' uncached latency on the demo's default store, and how long its 24 h backfill
 takes.
 
 Dashboard load (unless `--no-load`): 200 simulated dashboard viewers (page, assets, the six
@@ -55,7 +56,14 @@ from typing import Any
 from . import _pipelines as pl
 from . import _scenario as sc
 from ._abuse import part_abuse, print_abuse
-from ._admin import part_admin, part_default_store, print_admin, print_default_store
+from ._admin import (
+    part_admin,
+    part_default_store,
+    part_history,
+    print_admin,
+    print_default_store,
+    print_history,
+)
 from ._alerting import part_alerting, print_alerting
 from ._budget import part_budget, print_budget
 from ._goals import print_goals
@@ -729,6 +737,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             results["abuse"] = part_abuse(str(store_path(workdir)), args.quick)
             print_abuse(results["abuse"])
+            results["history"] = part_history(str(store_path(workdir)), workdir, args.quick,
+                                              results["admin"]["latency"])
+            print_history(results["history"])
             results["default_store"] = part_default_store(workdir, args.quick)
             print_default_store(results["default_store"])
             sys.stdout.flush()
