@@ -12,7 +12,6 @@ from integration_monitoring import queries
 from integration_monitoring.admin import AdminService, Answer, LocalBackend, parse_filters
 from integration_monitoring.admin._service import _json
 from integration_monitoring.admin._sharing import (
-    CAP,
     DEEP,
     GROUPED,
     ROWS,
@@ -22,6 +21,7 @@ from integration_monitoring.admin._sharing import (
 )
 
 NOW = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
+CAP = queries.cap("top_integrations")  # the lists' `take`
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +144,22 @@ def test_a_capped_list_serves_a_reader_only_when_it_holds_what_is_served():
     assert (top.question, top.cap) == ("top_integrations", CAP)
     assert top.cut(Answer(["tenantId", "n"], rows[:CAP])).rows[:3] == mine.rows[:3]
     assert shared("top_integrations", quiet).cut(Answer(["tenantId", "n"], rows[:CAP])) is None
+
+
+def test_a_long_answer_without_a_cap_serves_everyone():
+    """A by-tenant trend has a row per bucket and tenant, thousands of them, and no `take`:
+    nothing is left out of it, so it serves every reader and every admin however long."""
+    f = parse_filters("stats", {"until": NOW.isoformat()}, now=NOW)
+    assert queries.cap("error_rate_trend.by_tenant") is None
+    rows = [{"tenantId": f"t{n % 50}", "bucket": f"b{n // 50:03d}", "finished": 2, "failed": 1,
+             "failureRate": 50.0} for n in range(50 * 97)]
+    whole = Answer(["tenantId", "bucket", "finished", "failed", "failureRate"], rows)
+    reader = shared("error_rate_trend", replace(f, tenants=("t7",))).cut(whole)
+    assert len(reader.rows) == 97 and "tenantId" not in reader.rows[0]
+    admin = shared("error_rate_trend", replace(f, tenants=None)).cut(whole)
+    assert len(admin.rows) == 97
+    assert admin.rows[0] == {"bucket": "b000", "finished": 100, "failed": 50,
+                             "failureRate": 50.0}
     # the alerts serve every row (the active ones): a capped list never serves a reader
     alerts = replace(parse_filters("alerts", {"until": NOW.isoformat(), "limit": "3"},
                                    now=NOW), tenants=("busy",))

@@ -53,8 +53,6 @@ SUMMED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "throughput_trend": (("bucket",), ()),
     "stream_fingerprint": ((), ("latest",)),
 }
-#: The largest `take` of the questions: an answer this long may have been cut short.
-CAP = 1000
 #: A question that summarizes without groups answers one row even for no data; its
 #: by-tenant form has no row for a tenant without data, so the reader gets this one.
 _NOTHING = {
@@ -75,8 +73,10 @@ class Shared:
     grouped: bool
     #: How many of the reader's rows the endpoint serves (None: all of them).
     served: int | None = None
-    #: The most rows the shared question answers.
-    cap: int = CAP
+    @property
+    def cap(self) -> int | None:
+        """The most rows the shared question answers (its `take`); None: every row."""
+        return queries.cap(self.question)
     #: The tenants' rows are added up (`SUMMED`).
     summed: bool = False
     #: Only the rows of this adapter are the reader's ("": every adapter's).
@@ -88,7 +88,8 @@ class Shared:
             row for row in whole.rows
             if (self.tenants is None or row.get("tenantId") in self.tenants)
             and (not self.adapter or row.get("adapterType") == self.adapter)]
-        if len(whole.rows) >= self.cap and (self.served is None or len(rows) < self.served):
+        if (self.cap is not None and len(whole.rows) >= self.cap
+                and (self.served is None or len(rows) < self.served)):
             return None
         columns = whole.columns
         if self.grouped:
@@ -119,7 +120,7 @@ def shared(name: str, f: Filters) -> Shared | None:
         served = f.limit if name in TRIMMED else None
         if name in DEEP and mine is not None:
             return Shared(name + queries.BY_TENANT, whole, mine, False, served,
-                          CAP * queries.DEEPER, adapter=adapter)
+                          adapter=adapter)
         return Shared(name, whole, mine, False, served, adapter=adapter)
     if name in GROUPED and mine is not None and len(mine) == 1:
         return Shared(name + queries.BY_TENANT, everyone, mine, True)

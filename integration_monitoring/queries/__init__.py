@@ -26,7 +26,7 @@ from ._literals import (
 
 FOLDER = Path(__file__).resolve().parent
 
-__all__ = ["BY_TENANT", "FOLDER", "LiteralError", "by_tenant", "forms", "kql_datetime",
+__all__ = ["BY_TENANT", "FOLDER", "LiteralError", "by_tenant", "cap", "forms", "kql_datetime",
            "kql_literal", "kql_string", "names", "parameterized", "prelude", "render", "text"]
 
 
@@ -93,6 +93,13 @@ def _groups(clause: str) -> bool:
               and clause[index - 1] in " \n"):
             return True
     return False
+
+
+@functools.cache
+def cap(name: str) -> int | None:
+    """The most rows the question (or form) answers: its last `take`, None without one."""
+    takes = re.findall(r"^\| take (\d+)", text(name), flags=re.MULTILINE)
+    return int(takes[-1]) if takes else None
 
 
 def names() -> list[str]:
