@@ -118,6 +118,7 @@ def test_bound_values_answer_as_written_ones(store, name):
     # and it reads the kept columns instead of parsing JSON, converting them in place
     assert '"_kept_' in store.translation(text)
     assert 'list_transform(["_kept_' not in store.translation(text)
+    assert """coalesce("_kept_""" not in store.translation(text)  # its text is kept too
 
 
 def test_a_store_written_before_keys_were_kept_is_brought_up_to_date(tmp_path):
@@ -152,5 +153,37 @@ def test_a_store_written_before_keys_were_kept_is_brought_up_to_date(tmp_path):
             queries.render("record_totals", values)).rows
         columns = [row[0] for row in store.sql('DESCRIBE "AppTraces"')]
         assert sorted(columns) == sorted(name for name, _ in TABLES["AppTraces"])
+    finally:
+        store.close()
+
+
+def test_a_store_that_kept_keys_but_not_their_text_gains_it(tmp_path):
+    """A file from before the kept values' text was kept too: opening it adds and fills the
+    text, and the questions read it and answer as the JSON does."""
+    import duckdb
+
+    from integration_monitoring.store._schema import KEPT_KEYS
+
+    path = tmp_path / "kept.duckdb"
+    store = TelemetryStore(path)
+    store.append("AppTraces", [{"TimeGenerated": dt.datetime(2026, 1, 1, 12), "Message":
+                                "sync.completed", "Properties": '{"tenantId": "t", '
+                                '"integrationId": 7, "adapterType": null, "recordCount": 4}'}])
+    store.close()
+    con = duckdb.connect(str(path))
+    for key in KEPT_KEYS:
+        con.execute(f'ALTER TABLE "_AppTraces" DROP COLUMN "_text_{key}"')
+    con.close()
+    store = TelemetryStore(path)
+    try:
+        texts = store.sql('SELECT "_text_tenantId", "_text_integrationId", '
+                          '"_text_adapterType", "_text_entity" FROM "_AppTraces"')
+        assert texts == [("t", "7", "", "")]
+        values = replace(parse_filters("stats", {"until": "2026-01-02T00:00:00Z"}),
+                         tenants=None).values()
+        text, bound = queries.parameterized("top_integrations", values)
+        assert '"_text_' in store.translation(text)
+        assert store.kql(text, parameters=bound).rows == store.kql(
+            queries.render("top_integrations", values)).rows
     finally:
         store.close()

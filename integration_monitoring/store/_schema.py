@@ -66,6 +66,11 @@ def kept(key: str) -> str:
     return f"_kept_{key}"
 
 
+def text(key: str) -> str:
+    """The column that keeps `tostring(Properties.<key>)`: the kept value as text."""
+    return f"_text_{key}"
+
+
 def physical(table: str) -> str:
     """The table that holds a workspace table's rows and kept keys; `table` is a view of it
     with the workspace's columns only."""
@@ -77,7 +82,8 @@ def create_statements() -> list[str]:
     statements = []
     for table, columns in TABLES.items():
         body = ", ".join([*(f'"{name}" {KQL_TO_DUCKDB[kind]}' for name, kind in columns),
-                          *(f'"{kept(key)}" JSON' for key in KEPT_KEYS)])
+                          *(f'"{kept(key)}" JSON' for key in KEPT_KEYS),
+                          *(f'"{text(key)}" VARCHAR' for key in KEPT_KEYS)])
         names = ", ".join(f'"{name}"' for name, _ in columns)
         statements.append(f'CREATE TABLE IF NOT EXISTS "{physical(table)}" ({body})')
         statements.append(f'CREATE VIEW IF NOT EXISTS "{table}" AS SELECT {names} '

@@ -20,7 +20,15 @@ from duckdb_kql.params import bind
 from duckdb_kql.types import kusto_type
 
 from .._time import naive_utc
-from ._schema import KEPT_KEYS, KQL_TO_DUCKDB, TABLES, create_statements, kept, physical
+from ._schema import (
+    KEPT_KEYS,
+    KQL_TO_DUCKDB,
+    TABLES,
+    create_statements,
+    kept,
+    physical,
+    text,
+)
 
 DEFAULT_PATH = ".data/telemetry.duckdb"
 
@@ -153,7 +161,9 @@ class TelemetryStore:
                 cur.register("_batch", batch)
                 casts = ", ".join(f'CAST("{name}" AS {KQL_TO_DUCKDB[kind]}) AS "{name}"'
                                   for name, kind in columns)
-                cur.execute(f'INSERT INTO "{physical(table)}" SELECT {casts}, {_KEEP} '
+                names = ", ".join(f'"{name}"' for name, _ in columns)
+                cur.execute(f'INSERT INTO "{physical(table)}" ({names}, {_KEPT_COLUMNS}) '
+                            f'SELECT {casts}, {_KEEP} '
                             f'FROM (SELECT *, {_KEPT_LIST} AS _kept FROM _batch)')
         finally:
             cur.close()
@@ -246,7 +256,12 @@ class TelemetryStore:
 #: Every kept key parsed out of one row's JSON at once, then one column each.
 _KEPT_LIST = ("json_extract(TRY_CAST(\"Properties\" AS JSON), ["
               + ", ".join(f"'$.{key}'" for key in KEPT_KEYS) + "])")
-_KEEP = ", ".join(f"_kept[{i}]" for i in range(1, len(KEPT_KEYS) + 1))
+#: ... and as text: what duckdb-kql writes for `tostring()` of a JSON value.
+_AS_TEXT = "coalesce({} ->> '$', '')"
+_KEEP = ", ".join([*(f"_kept[{i}]" for i in range(1, len(KEPT_KEYS) + 1)),
+                   *(_AS_TEXT.format(f"_kept[{i}]") for i in range(1, len(KEPT_KEYS) + 1))])
+_KEPT_COLUMNS = ", ".join([*(f'"{kept(key)}"' for key in KEPT_KEYS),
+                           *(f'"{text(key)}"' for key in KEPT_KEYS)])
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -270,11 +285,20 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
             fill = ", ".join(f'"{kept(key)}" = json_extract(TRY_CAST("Properties" AS JSON), '
                              f"'$.{key}')" for key in missing)
             con.execute(f'UPDATE "{physical(table)}" SET {fill}')
+        untexted = [key for key in KEPT_KEYS if text(key) not in have]
+        for key in untexted:
+            con.execute(f'ALTER TABLE "{physical(table)}" ADD COLUMN "{text(key)}" VARCHAR')
+        if untexted:
+            fill = ", ".join(f'"{text(key)}" = ' + _AS_TEXT.format(f'"{kept(key)}"')
+                             for key in untexted)
+            con.execute(f'UPDATE "{physical(table)}" SET {fill}')
 
 
 #: What the translation reads from the JSON, and what a kept column holds instead.
 _EXTRACT = re.compile(r"""json_extract\("Properties", '\$\.([A-Za-z_][A-Za-z0-9_]*)'\)""")
 _SOURCE = re.compile('FROM "(' + "|".join(TABLES) + ')"')
+_KEPT_AS_TEXT = re.compile(re.escape(_AS_TEXT.format('"_kept_@"')).replace("@", "(" + "|".join(
+    KEPT_KEYS) + ")"))
 
 
 def _read_kept(sql: str) -> str:
@@ -287,6 +311,8 @@ def _read_kept(sql: str) -> str:
     it: the caller then runs the plain translation."""
     sql = _EXTRACT.sub(lambda m: f'"{kept(m.group(1))}"' if m.group(1) in KEPT_KEYS
                        else m.group(0), sql)
+    # and `tostring()` of a kept value reads its text, kept as well, parsing nothing
+    sql = _KEPT_AS_TEXT.sub(lambda m: f'"{text(m.group(1))}"', sql)
     return _SOURCE.sub(lambda m: f'FROM "{physical(m.group(1))}"', sql)
 
 
@@ -368,7 +394,8 @@ class _Translations:
     def _translate(cur: duckdb.DuckDBPyConnection, query: str) -> Any:
         """The translation, reading kept columns when that gives the same columns."""
         schema = read_schema(cur)
-        wider = {**schema, **{table: [*schema[table], *(kept(k) for k in KEPT_KEYS)]
+        wider = {**schema, **{table: [*schema[table], *(kept(k) for k in KEPT_KEYS),
+                                      *(text(k) for k in KEPT_KEYS)]
                               for table in TABLES if table in schema}}
         plain = duckdb_kql.to_sql(query, schema=schema)
         plain.text = str(plain)
