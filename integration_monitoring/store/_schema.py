@@ -59,6 +59,11 @@ KEPT_KEYS = (
     "recordsCreated", "recordsUpdated", "recordsFailed", "alertId", "channel", "condition",
     "queued", "tenant_id", "integration_id", "adapter_type", "queue",
 )
+#: The keys each table keeps: a metric's labels are few, and its rows the most numerous.
+KEPT: dict[str, tuple[str, ...]] = {
+    "AppTraces": KEPT_KEYS,
+    "AppMetrics": ("tenant_id", "integration_id", "adapter_type", "entity", "queue", "status"),
+}
 
 
 def kept(key: str) -> str:
@@ -82,8 +87,8 @@ def create_statements() -> list[str]:
     statements = []
     for table, columns in TABLES.items():
         body = ", ".join([*(f'"{name}" {KQL_TO_DUCKDB[kind]}' for name, kind in columns),
-                          *(f'"{kept(key)}" JSON' for key in KEPT_KEYS),
-                          *(f'"{text(key)}" VARCHAR' for key in KEPT_KEYS)])
+                          *(f'"{kept(key)}" JSON' for key in KEPT[table]),
+                          *(f'"{text(key)}" VARCHAR' for key in KEPT[table])])
         names = ", ".join(f'"{name}"' for name, _ in columns)
         statements.append(f'CREATE TABLE IF NOT EXISTS "{physical(table)}" ({body})')
         statements.append(f'CREATE VIEW IF NOT EXISTS "{table}" AS SELECT {names} '

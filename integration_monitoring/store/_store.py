@@ -21,6 +21,7 @@ from duckdb_kql.types import kusto_type
 
 from .._time import naive_utc
 from ._schema import (
+    KEPT,
     KEPT_KEYS,
     KQL_TO_DUCKDB,
     TABLES,
@@ -162,9 +163,10 @@ class TelemetryStore:
                 casts = ", ".join(f'CAST("{name}" AS {KQL_TO_DUCKDB[kind]}) AS "{name}"'
                                   for name, kind in columns)
                 names = ", ".join(f'"{name}"' for name, _ in columns)
-                cur.execute(f'INSERT INTO "{physical(table)}" ({names}, {_KEPT_COLUMNS}) '
-                            f'SELECT {casts}, {_KEEP} '
-                            f'FROM (SELECT *, {_KEPT_LIST} AS _kept FROM _batch)')
+                parsed, values, kept_columns = _KEEPING[table]
+                cur.execute(f'INSERT INTO "{physical(table)}" ({names}, {kept_columns}) '
+                            f'SELECT {casts}, {values} '
+                            f'FROM (SELECT *, {parsed} AS _kept FROM _batch)')
         finally:
             cur.close()
         return len(rows)
@@ -253,15 +255,22 @@ class TelemetryStore:
                 del _open[self.path]
 
 
-#: Every kept key parsed out of one row's JSON at once, then one column each.
-_KEPT_LIST = ("json_extract(TRY_CAST(\"Properties\" AS JSON), ["
-              + ", ".join(f"'$.{key}'" for key in KEPT_KEYS) + "])")
 #: ... and as text: what duckdb-kql writes for `tostring()` of a JSON value.
 _AS_TEXT = "coalesce({} ->> '$', '')"
-_KEEP = ", ".join([*(f"_kept[{i}]" for i in range(1, len(KEPT_KEYS) + 1)),
-                   *(_AS_TEXT.format(f"_kept[{i}]") for i in range(1, len(KEPT_KEYS) + 1))])
-_KEPT_COLUMNS = ", ".join([*(f'"{kept(key)}"' for key in KEPT_KEYS),
-                           *(f'"{text(key)}"' for key in KEPT_KEYS)])
+
+
+def _keeping(keys: tuple[str, ...]) -> tuple[str, str, str]:
+    """For an INSERT: every kept key parsed out of one row's JSON at once (a list), the
+    kept columns' values from it (JSON, then text), and those columns' names."""
+    parsed = ("json_extract(TRY_CAST(\"Properties\" AS JSON), ["
+              + ", ".join(f"'$.{key}'" for key in keys) + "])")
+    items = [f"_kept[{i}]" for i in range(1, len(keys) + 1)]
+    values = ", ".join([*items, *(_AS_TEXT.format(item) for item in items)])
+    columns = ", ".join([*(f'"{kept(key)}"' for key in keys), *(f'"{text(key)}"' for key in keys)])
+    return parsed, values, columns
+
+
+_KEEPING = {table: _keeping(keys) for table, keys in KEPT.items()}
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -278,14 +287,19 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         have = {row[0] for row in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
             [physical(table)]).fetchall()}
-        missing = [key for key in KEPT_KEYS if kept(key) not in have]
+        # a key the table no longer keeps: its column would go stale, so it goes
+        for column in sorted(have - {kept(key) for key in KEPT[table]}
+                             - {text(key) for key in KEPT[table]}):
+            if column.startswith(("_kept_", "_text_")):
+                con.execute(f'ALTER TABLE "{physical(table)}" DROP COLUMN "{column}"')
+        missing = [key for key in KEPT[table] if kept(key) not in have]
         for key in missing:
             con.execute(f'ALTER TABLE "{physical(table)}" ADD COLUMN "{kept(key)}" JSON')
         if missing:
             fill = ", ".join(f'"{kept(key)}" = json_extract(TRY_CAST("Properties" AS JSON), '
                              f"'$.{key}')" for key in missing)
             con.execute(f'UPDATE "{physical(table)}" SET {fill}')
-        untexted = [key for key in KEPT_KEYS if text(key) not in have]
+        untexted = [key for key in KEPT[table] if text(key) not in have]
         for key in untexted:
             con.execute(f'ALTER TABLE "{physical(table)}" ADD COLUMN "{text(key)}" VARCHAR')
         if untexted:
@@ -394,8 +408,8 @@ class _Translations:
     def _translate(cur: duckdb.DuckDBPyConnection, query: str) -> Any:
         """The translation, reading kept columns when that gives the same columns."""
         schema = read_schema(cur)
-        wider = {**schema, **{table: [*schema[table], *(kept(k) for k in KEPT_KEYS),
-                                      *(text(k) for k in KEPT_KEYS)]
+        wider = {**schema, **{table: [*schema[table], *(kept(k) for k in KEPT[table]),
+                                      *(text(k) for k in KEPT[table])]
                               for table in TABLES if table in schema}}
         plain = duckdb_kql.to_sql(query, schema=schema)
         plain.text = str(plain)
