@@ -187,3 +187,34 @@ def test_a_store_that_kept_keys_but_not_their_text_gains_it(tmp_path):
             queries.render("top_integrations", values)).rows
     finally:
         store.close()
+
+
+def test_a_key_a_table_no_longer_keeps_leaves_the_file(tmp_path):
+    """Metrics keep only their labels: an older file's metric columns for trace keys are
+    dropped when it opens (a column no longer written would go stale), and the metric
+    questions still read the labels kept."""
+    import duckdb
+
+    path = tmp_path / "wide.duckdb"
+    TelemetryStore(path).close()
+    con = duckdb.connect(str(path))
+    con.execute('ALTER TABLE "_AppMetrics" ADD COLUMN "_kept_duration" JSON')
+    con.execute('ALTER TABLE "_AppMetrics" ADD COLUMN "_text_duration" VARCHAR')
+    con.close()
+    store = TelemetryStore(path)
+    try:
+        columns = {row[0] for row in store.sql('DESCRIBE "_AppMetrics"')}
+        assert not {"_kept_duration", "_text_duration"} & columns
+        assert {"_kept_queue", "_text_tenant_id"} <= columns
+        store.append("AppMetrics", [{"TimeGenerated": dt.datetime(2026, 1, 1, 12),
+                                     "Name": "queue_depth", "Sum": 3.0, "ItemCount": 1,
+                                     "Properties": '{"queue": "sync-jobs"}'}])
+        values = replace(parse_filters("performance", {"until": "2026-01-02T00:00:00Z"}),
+                         tenants=None).values()
+        text, bound = queries.parameterized("queue_depth_trend", values)
+        assert '"_kept_queue"' in store.translation(text) or '"_text_queue"' in \
+            store.translation(text)
+        assert store.kql(text, parameters=bound).rows == store.kql(
+            queries.render("queue_depth_trend", values)).rows
+    finally:
+        store.close()
