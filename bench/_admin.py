@@ -566,7 +566,7 @@ def part_history(store_path: str, workdir: str, quick: bool,
     import shutil
     from pathlib import Path
 
-    from integration_monitoring.store import TABLES, TelemetryStore
+    from integration_monitoring.store import TABLES, TelemetryStore, physical
 
     days = 3 if quick else 30
     path = Path(workdir) / "history.duckdb"
@@ -578,7 +578,7 @@ def part_history(store_path: str, workdir: str, quick: bool,
         started = time.perf_counter()
         cursor = store.cursor()
         for table in TABLES:
-            raw = f'"_{table}"'  # the physical table: its kept columns are copied as they are
+            raw = f'"{physical(table)}"'  # with its kept columns, copied as they are
             for back in range(1, days):
                 cursor.execute(
                     f'INSERT INTO {raw} SELECT * REPLACE ("TimeGenerated" - INTERVAL {back} '

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 
@@ -49,7 +49,7 @@ class SharedQueries:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, compute: Callable[[], Any],
-            earlier: Sequence[Hashable] = ()) -> Any:
+            earlier: Iterable[Hashable] = ()) -> Any:
         """The value for `key`. Without one, the first of `earlier` (keys of older forms
         of the same question, newest first) still within its stale time is served at once
         while `key` is computed in the background."""

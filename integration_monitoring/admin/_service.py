@@ -199,9 +199,10 @@ class AdminService:
         values = f.values()
         # A window ending now moves on every step; while its answer is asked, the same
         # window's answer from a step or a few before stands in (within the stale time).
+        # (a generator: made only when the cache has no answer for this window)
         steps = int(self.cache.stale_s // self.until_step_s) if f.live else 0
-        earlier = [_key(name, f.earlier(n * self.until_step_s).values())
-                   for n in range(1, steps + 1)]
+        earlier = (_key(name, f.earlier(n * self.until_step_s).values())
+                   for n in range(1, steps + 1))
 
         def ask() -> Answer:
             with self.fairness.question(f.caller):

@@ -34,6 +34,8 @@ __all__ = ["BY_TENANT", "FOLDER", "LiteralError", "by_tenant", "cap", "forms", "
 BY_TENANT = ".by_tenant"
 #: How many times deeper a list's by-tenant form reaches (`by_tenant`).
 DEEPER = 10
+#: A question's row cap: a top-level `take`.
+_TAKE = re.compile(r"^\| take (\d+)", flags=re.MULTILINE)
 
 
 @functools.cache
@@ -56,9 +58,7 @@ def by_tenant(question: str) -> str:
     lines = question.splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if line.startswith("| summarize ")]
     if not starts:
-        deeper, takes = re.subn(r"^\| take (\d+)",
-                                lambda m: f"| take {int(m.group(1)) * DEEPER}", question,
-                                flags=re.MULTILINE)
+        deeper, takes = _TAKE.subn(lambda m: f"| take {int(m.group(1)) * DEEPER}", question)
         if takes == 1:
             return deeper
     if len(starts) != 1:
@@ -98,7 +98,7 @@ def _groups(clause: str) -> bool:
 @functools.cache
 def cap(name: str) -> int | None:
     """The most rows the question (or form) answers: its last `take`, None without one."""
-    takes = re.findall(r"^\| take (\d+)", text(name), flags=re.MULTILINE)
+    takes = _TAKE.findall(text(name))
     return int(takes[-1]) if takes else None
 
 

@@ -2,7 +2,7 @@
 
 from ._exporters import StoreLogExporter, StoreMetricExporter, properties, severity_level
 from ._retention import RetentionJob, retention_days
-from ._schema import TABLES
+from ._schema import TABLES, physical
 from ._store import (
     BufferedWriter,
     QueryResult,
@@ -23,6 +23,7 @@ __all__ = [
     "TelemetryStore",
     "default_path",
     "open_store",
+    "physical",
     "properties",
     "retention_days",
     "severity_level",
