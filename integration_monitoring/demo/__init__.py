@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import random
 import sys
 import threading
 import time
@@ -16,9 +17,17 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
-from ..store import TelemetryStore, open_store
-from ..telemetry import Losses, Telemetry, local_pipeline
+from ..store import (
+    BufferedWriter,
+    SimulatedLoggerProvider,
+    SimulatedMeterProvider,
+    TelemetryStore,
+    open_store,
+)
+from ..telemetry import Losses, Telemetry
 from ._sim import Simulation
 from ._workload import MINUTE, SECOND, WORKER_SERVICE, Counts, Timeline, Workload
 from ._world import World, build_world
@@ -29,6 +38,10 @@ _EPOCH = dt.datetime(1970, 1, 1)
 
 #: How often simulated telemetry is exported: once a simulated minute, as Azure does.
 EXPORT_EVERY_S = 60.0
+#: While backfilling, rows are written to the file every few seconds of wall time (each
+#: append costs tens of milliseconds whatever its size), and whenever this many are held.
+WRITE_EVERY_S = 2.0
+WRITE_ROWS = 100_000
 
 
 @dataclass
@@ -44,21 +57,27 @@ class DemoResult:
 
 
 class _Pipeline:
-    """A Telemetry on the simulated clock, exporting to the store when told to."""
+    """A Telemetry on the simulated clock, writing to the store when told to.
 
-    def __init__(self, store: TelemetryStore, sim: Simulation, stdout: IO[str] | None) -> None:
+    Its providers build rows directly (the store's simulated providers write what the SDK's
+    pipeline would, without its per-record objects); spans are the SDK's, with ids drawn
+    from the seed so that one seed tells one story down to its operation ids.
+    """
+
+    def __init__(self, store: TelemetryStore, sim: Simulation, stdout: IO[str] | None,
+                 seed: int) -> None:
         resource = Resource.create({"service.name": WORKER_SERVICE})
-        self.losses = Losses()  # anything the pipeline drops is counted, as in production
-        # The local mode's pipeline, on the simulated clock: it exports when `export` says.
-        pipeline = local_pipeline(store, self.losses, resource, simulated_clock=sim.clock)
-        self.writer = pipeline.writer
-        self.logs = pipeline.logger_provider
-        self.metrics = pipeline.meter_provider
+        self.losses = Losses()  # what the writer drops is counted, as in production
+        self.writer = BufferedWriter(store, max_rows=WRITE_ROWS, losses=self.losses)
+        self.logs, self.metrics = _providers(self.writer, resource, sim.clock)
+        tracer_provider = TracerProvider(resource=resource, id_generator=_SeededIds(seed))
         self.telemetry = Telemetry(
-            **pipeline.providers(), stdout=stdout is not None, stream=stdout, clock=sim.clock,
-            losses=self.losses)
+            logger_provider=self.logs, meter_provider=self.metrics,
+            tracer_provider=tracer_provider, stdout=stdout is not None, stream=stdout,
+            clock=sim.clock, losses=self.losses)
         self.events = 0
         self.telemetry.add_listener(self._count)
+        self._written = time.monotonic()
 
     def _count(self, _: dict[str, Any]) -> None:
         self.events += 1
@@ -69,12 +88,35 @@ class _Pipeline:
         self.metrics.force_flush()
         if write:
             self.writer.flush()
+            self._written = time.monotonic()
+
+    def write_due(self) -> bool:
+        """Whether a backfill should write now: its rows reach the file every few seconds."""
+        return time.monotonic() - self._written >= WRITE_EVERY_S
 
     def close(self) -> None:
         self.export()
         self.metrics.shutdown()
         self.logs.shutdown()
         self.writer.close()
+
+
+def _providers(writer: BufferedWriter, resource: Resource,
+               clock: Callable[[], int]) -> tuple[Any, Any]:
+    """The log and meter providers the demo writes through."""
+    return (SimulatedLoggerProvider(writer, resource),
+            SimulatedMeterProvider(writer, resource, clock))
+
+
+class _SeededIds(IdGenerator):
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed * 104_729 + 3)
+
+    def generate_span_id(self) -> int:
+        return self._random.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self._random.getrandbits(128) or 1
 
 
 def last_demo_time(store: TelemetryStore) -> int | None:
@@ -111,7 +153,7 @@ def run_demo(*, hours: float = 24.0, seed: int = 7, tenants: int = 8, integratio
         start_ns = last
     world = build_world(seed, tenants, integrations)
     sim = Simulation(start_ns)
-    pipeline = _Pipeline(store, sim, stdout)
+    pipeline = _Pipeline(store, sim, stdout, seed)
     timeline = Timeline.over(end_ns - int(hours * 3600 * SECOND), end_ns, world)
     workload = Workload(world, sim, pipeline.telemetry, seed, timeline, announce=not resumed)
     workload.start()
@@ -136,11 +178,9 @@ def run_demo(*, hours: float = 24.0, seed: int = 7, tenants: int = 8, integratio
 
 
 def _exporter(pipeline: _Pipeline, live: Callable[[], bool]):
-    """Exports once a simulated minute; rows reach the file every 30 minutes of backfill."""
-    minutes = 0
+    """Exports once a simulated minute, written at once when live."""
     while True:
-        minutes += 1
-        pipeline.export(write=live() or minutes % 30 == 0)
+        pipeline.export(write=live() or pipeline.write_due())
         yield EXPORT_EVERY_S
 
 

@@ -3,6 +3,7 @@
 from ._exporters import StoreLogExporter, StoreMetricExporter, properties, severity_level
 from ._retention import RetentionJob, retention_days
 from ._schema import TABLES, physical
+from ._simulated import SimulatedLoggerProvider, SimulatedMeterProvider
 from ._store import (
     BufferedWriter,
     QueryResult,
@@ -17,6 +18,8 @@ __all__ = [
     "BufferedWriter",
     "QueryResult",
     "RetentionJob",
+    "SimulatedLoggerProvider",
+    "SimulatedMeterProvider",
     "StoreLocked",
     "StoreLogExporter",
     "StoreMetricExporter",

@@ -99,6 +99,34 @@ def _time(ns: int | None) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=(ns or 0) // 1000)
 
 
+def trace_row(timestamp: int | None, severity_number: Any, body: Any, attributes: Any,
+              scope_name: str | None, trace_id: int | None, span_id: int | None,
+              role_of_resource: tuple[str, str, str]) -> dict[str, Any]:
+    """One log record's `AppTraces` row."""
+    props = properties(attributes)
+    if scope_name:
+        props.setdefault("logger_name", str(scope_name))
+    message = (body if isinstance(body, str) else json.dumps(body, default=str) if body
+               else "")[:MAX_MESSAGE].strip() or "n/a"
+    role_name, role_instance, version = role_of_resource
+    return {
+        "TimeGenerated": _time(timestamp),
+        "Message": message,
+        "SeverityLevel": severity_level(severity_number),
+        "Properties": json.dumps(props, ensure_ascii=False),
+        "Measurements": "{}",
+        "OperationId": f"{trace_id or 0:032x}",
+        "ParentId": f"{span_id or 0:016x}",
+        "AppRoleName": role_name,
+        "AppRoleInstance": role_instance,
+        "AppVersion": version,
+        "SDKVersion": SDK_VERSION,
+        "ItemCount": 1,
+        "Type": "AppTraces",
+        "SourceSystem": "Azure",
+    }
+
+
 class StoreLogExporter(LogRecordExporter):
     """Log records -> `AppTraces` rows, into the store or through a BufferedWriter (which
     keeps them while the store refuses writes, so the export succeeds)."""
@@ -118,29 +146,10 @@ class StoreLogExporter(LogRecordExporter):
 
     def _row(self, item: ReadableLogRecord) -> dict[str, Any]:
         record = item.log_record
-        props = properties(record.attributes)
-        if item.instrumentation_scope is not None and item.instrumentation_scope.name:
-            props.setdefault("logger_name", str(item.instrumentation_scope.name))
-        body = record.body
-        message = (body if isinstance(body, str) else json.dumps(body, default=str) if body
-                   else "")[:MAX_MESSAGE].strip() or "n/a"
-        role_name, role_instance, version = self._role(item.resource)
-        return {
-            "TimeGenerated": _time(record.timestamp or record.observed_timestamp),
-            "Message": message,
-            "SeverityLevel": severity_level(record.severity_number),
-            "Properties": json.dumps(props, ensure_ascii=False),
-            "Measurements": "{}",
-            "OperationId": f"{record.trace_id or 0:032x}",
-            "ParentId": f"{record.span_id or 0:016x}",
-            "AppRoleName": role_name,
-            "AppRoleInstance": role_instance,
-            "AppVersion": version,
-            "SDKVersion": SDK_VERSION,
-            "ItemCount": 1,
-            "Type": "AppTraces",
-            "SourceSystem": "Azure",
-        }
+        scope = item.instrumentation_scope
+        return trace_row(record.timestamp or record.observed_timestamp, record.severity_number,
+                         record.body, record.attributes, scope.name if scope else None,
+                         record.trace_id, record.span_id, self._role(item.resource))
 
     def _role(self, resource: Resource | None) -> tuple[str, str, str]:
         key = id(resource)
@@ -204,14 +213,24 @@ def _metric_row(name: str, point: Any, role_name: str, role_instance: str, versi
     else:
         total = low = high = point.value
         count = 1
+    return metric_row(name, clock() if clock else point.time_unix_nano, total, count, low, high,
+                      point.attributes, (role_name, role_instance, version))
+
+
+def metric_row(name: str, timestamp: int | None, total: float, count: int, low: float,
+               high: float, attributes: Any,
+               role_of_resource: tuple[str, str, str]) -> dict[str, Any]:
+    """One series' `AppMetrics` row for one interval: a histogram's sum, count, min and max,
+    or a counter's delta or a gauge's value (count 1)."""
+    role_name, role_instance, version = role_of_resource
     return {
-        "TimeGenerated": _time(clock() if clock else point.time_unix_nano),
+        "TimeGenerated": _time(timestamp),
         "Name": name,
         "Sum": float(total),
         "Min": float(low),
         "Max": float(high),
         "ItemCount": count,
-        "Properties": json.dumps(properties(point.attributes), ensure_ascii=False),
+        "Properties": json.dumps(properties(attributes), ensure_ascii=False),
         "OperationId": "",
         "ParentId": "",
         "AppRoleName": role_name,

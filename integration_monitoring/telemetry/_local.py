@@ -1,12 +1,12 @@
 """The local pipeline: logs and metrics into the DuckDB store, counted as the Azure one is.
 
-The app's local mode, the demo and the bench all build it with `local_pipeline`, so its
-sizes are set here and nowhere else.
+The app's local mode and the bench build it with `local_pipeline`, so its sizes are set
+here and nowhere else. (The demo's backfill writes through the store's simulated providers,
+which write the same rows without the SDK's per-record work.)
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,14 +36,10 @@ class Sizes:
     export_interval_ms: float
 
 
-#: Real time: records reach the store within a second, every export written through at once.
+#: Records reach the store within a second, every export written through at once. (A
+#: simulation, which writes hours in seconds, uses the store's simulated providers.)
 LIVE = Sizes(schedule_delay_ms=1000, max_queue_size=65_536, max_export_batch_size=4096,
              write_rows=1, export_interval_ms=10_000)
-#: A simulation emits hours of telemetry in seconds and exports when told, not on a timer:
-#: a larger queue and batches, and rows kept for large appends (each DuckDB append costs a
-#: few milliseconds whatever its size) until the simulation flushes the writer.
-SIMULATED = Sizes(schedule_delay_ms=1000, max_queue_size=1 << 20, max_export_batch_size=8192,
-                  write_rows=200_000, export_interval_ms=math.inf)
 
 
 @dataclass
@@ -73,16 +69,13 @@ class LocalPipeline:
 
 
 def local_pipeline(store: TelemetryStore, losses: Losses, resource: Any, *,
-                   simulated_clock: Callable[[], int] | None = None,
                    export_interval_ms: float | None = None,
                    readers: Sequence[Any] = ()) -> LocalPipeline:
     """Build the local pipeline over `store` (not installed as the global providers); what it
     loses is counted in `losses`.
 
-    Live, it uses the `LIVE` sizes, metrics exported every `export_interval_ms` (default
-    `LIVE`'s). With a simulation's `simulated_clock` it uses the `SIMULATED` sizes, stamps
-    metric rows with that clock, and exports only when flushed. `readers` are further metric
-    readers (the Prometheus one).
+    It uses the `LIVE` sizes, metrics exported every `export_interval_ms` (default `LIVE`'s).
+    `readers` are further metric readers (the Prometheus one).
     """
     # Imported here so that importing the telemetry package loads neither DuckDB nor the
     # trace SDK: the Azure mode needs neither.
@@ -90,7 +83,7 @@ def local_pipeline(store: TelemetryStore, losses: Losses, resource: Any, *,
 
     from ..store import BufferedWriter, StoreLogExporter, StoreMetricExporter
 
-    sizes = LIVE if simulated_clock is None else SIMULATED
+    sizes = LIVE
     writer = BufferedWriter(store, max_rows=sizes.write_rows, losses=losses)
     log_exporter = StoreLogExporter(writer)
     processor = CountedBatchLogRecordProcessor(
@@ -98,7 +91,7 @@ def local_pipeline(store: TelemetryStore, losses: Losses, resource: Any, *,
         max_queue_size=sizes.max_queue_size, max_export_batch_size=sizes.max_export_batch_size)
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(processor)
-    metric_exporter = StoreMetricExporter(writer, clock=simulated_clock)
+    metric_exporter = StoreMetricExporter(writer)
     counted_metrics = CountedMetricExporter(metric_exporter, losses)
     reader = PeriodicExportingMetricReader(
         counted_metrics, export_interval_millis=export_interval_ms or sizes.export_interval_ms)
