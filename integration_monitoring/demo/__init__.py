@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -78,17 +79,27 @@ class _Pipeline:
         self.events = 0
         self.telemetry.add_listener(self._count)
         self._written = time.monotonic()
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="demo-writer")
+        self._writing: Future[int] | None = None
 
     def _count(self, _: dict[str, Any]) -> None:
         self.events += 1
 
-    def export(self, write: bool = True) -> None:
-        """Export what was emitted; with `write`, also write the buffered rows to the store."""
+    def export(self, write: bool = True, wait: bool = True) -> None:
+        """Export what was emitted; with `write`, also write the buffered rows to the store,
+        on the writer thread unless `wait` (DuckDB works without the interpreter's lock, so
+        the simulation goes on meanwhile; a write still running is not joined by another)."""
         self.logs.force_flush()
         self.metrics.force_flush()
-        if write:
+        if not write:
+            return
+        self._written = time.monotonic()
+        if wait:
+            self._join()
             self.writer.flush()
-            self._written = time.monotonic()
+        elif self._writing is None or self._writing.done():
+            self._join()
+            self._writing = self._writer_thread.submit(self.writer.flush)
 
     def write_due(self) -> bool:
         """Whether a backfill should write now: its rows reach the file every few seconds."""
@@ -96,9 +107,15 @@ class _Pipeline:
 
     def close(self) -> None:
         self.export()
+        self._writer_thread.shutdown()
         self.metrics.shutdown()
         self.logs.shutdown()
         self.writer.close()
+
+    def _join(self) -> None:
+        if self._writing is not None:
+            self._writing.result()  # the writer keeps what the store refused: nothing raises
+            self._writing = None
 
 
 def _providers(writer: BufferedWriter, resource: Resource,
@@ -178,9 +195,12 @@ def run_demo(*, hours: float = 24.0, seed: int = 7, tenants: int = 8, integratio
 
 
 def _exporter(pipeline: _Pipeline, live: Callable[[], bool]):
-    """Exports once a simulated minute, written at once when live."""
+    """Exports once a simulated minute: written at once when live, else every few seconds."""
     while True:
-        pipeline.export(write=live() or pipeline.write_due())
+        if live():
+            pipeline.export()
+        else:
+            pipeline.export(write=pipeline.write_due(), wait=False)
         yield EXPORT_EVERY_S
 
 

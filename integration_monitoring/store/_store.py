@@ -152,8 +152,10 @@ class TelemetryStore:
         if not rows:
             return 0
         columns = TABLES[table]
+        given = set().union(*rows)  # most of the 40-odd columns are in no row: NULLs
         batch = pa.table({
             name: pa.array([row.get(name) for row in rows], type=_ARROW[kind])
+            if name in given else pa.nulls(len(rows), type=_ARROW[kind])
             for name, kind in columns
         })
         cur = self.cursor()
