@@ -10,7 +10,7 @@ timers need are checked here, so a bad one fails at start-up with its name in th
 
 import azure.functions as func
 
-from functions import alert_redelivery, dashboard_shell, queue_sampler
+from functions import alert_redelivery, dashboard_shell, integration_restatement, queue_sampler
 from integration_monitoring.admin import Access
 from integration_monitoring.app import create_app
 from integration_monitoring.queues import sampler_settings
@@ -30,3 +30,4 @@ if access.host_checks_keys:
     app.register_functions(dashboard_shell.blueprint(admin_app))
 app.register_functions(queue_sampler.bp)
 app.register_functions(alert_redelivery.bp)
+app.register_functions(integration_restatement.bp)

@@ -83,6 +83,9 @@ param serviceBusSku string = 'Standard'
 @description('QUEUE_SAMPLE_SCHEDULE: six-field NCRONTAB of the queue depth timer.')
 param queueSampleSchedule string = '0 * * * * *'
 
+@description('INTEGRATION_RESTATEMENT_SCHEDULE: six-field NCRONTAB of the daily timer that restates every integration\'s lifecycle, so that status questions read back a day instead of the whole retention.')
+param integrationRestatementSchedule string = '0 15 0 * * *'
+
 // --- Alerts and the relay ---------------------------------------------------------------------
 
 @description('Shared secret between the action groups and the relay (ALERT_RELAY_SECRET).')
@@ -265,6 +268,7 @@ module functionApp 'modules/function-app.bicep' = {
     serviceBusQueues: serviceBusQueues
     queueSampleSchedule: queueSampleSchedule
     alertRedeliverySchedule: alertRedeliverySchedule
+    integrationRestatementSchedule: integrationRestatementSchedule
     alertRedeliveryHours: alertRedeliveryHours
     relaySecret: relaySecret
     slackWebhookUrl: slackWebhookUrl

@@ -36,7 +36,8 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
                stream_options: dict[str, float] | None = None,
                access: Access | None = None,
                allowed_hosts: list[str] | None = None,
-               cache: SharedQueries | None = None) -> FastAPI:
+               cache: SharedQueries | None = None,
+               restatements: bool = True) -> FastAPI:
     """Build the admin app; telemetry should be configured before (see `__main__`).
 
     `on_shutdown` runs when the server stops gracefully (uvicorn re-raises SIGTERM after
@@ -48,13 +49,15 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     relay authenticates with its own secret. `allowed_hosts` refuses requests naming any
     other Host (a web page that rebinds its own name to 127.0.0.1 must not read the API).
     `cache` shares answers between identical questions (default: the backend's freshness;
-    partial ones 2 s).
+    partial ones 2 s). With `restatements`, status questions read back only to the latest
+    daily restatement, found by a question every ten minutes.
     """
     services: list[AdminService] = []
 
     def service() -> AdminService:
         if not services:  # first request: the local store opens only when it is needed
-            services.append(AdminService(backend or backend_from_settings(), cache))
+            services.append(AdminService(backend or backend_from_settings(), cache,
+                                         restatements=restatements))
         return services[0]
 
     @asynccontextmanager

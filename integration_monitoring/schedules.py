@@ -65,6 +65,12 @@ def _redelivery_settings(env: Mapping[str, str]) -> Any:
     return RedeliveryPolicy.from_env(env)
 
 
+def _restate_integrations() -> Any:
+    from .admin import run_restatement
+
+    return run_restatement()
+
+
 QUEUE_SAMPLER = TimerSpec(
     name="sample_queue_depths",
     setting="QUEUE_SAMPLE_SCHEDULE",
@@ -81,4 +87,11 @@ ALERT_REDELIVERY = TimerSpec(
     check=_redelivery_settings,
 )
 
-TIMERS: tuple[TimerSpec, ...] = (QUEUE_SAMPLER, ALERT_REDELIVERY)
+INTEGRATION_RESTATEMENT = TimerSpec(
+    name="restate_integrations",
+    setting="INTEGRATION_RESTATEMENT_SCHEDULE",
+    default="0 15 0 * * *",  # daily, a quarter past midnight UTC
+    run=_restate_integrations,
+)
+
+TIMERS: tuple[TimerSpec, ...] = (QUEUE_SAMPLER, ALERT_REDELIVERY, INTEGRATION_RESTATEMENT)

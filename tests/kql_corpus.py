@@ -4,7 +4,8 @@ Each source is read where it lives, so a new question, rule, tile, panel or snip
 the corpus by itself:
 - the admin API: each endpoint's questions as `AdminService` renders them (a backend that
   records what it is asked), for parameter sets that set every filter and every status, for
-  an admin and a tenant-scoped reader, plus the live stream's fingerprint;
+  an admin and a tenant-scoped reader, plus the live stream's fingerprint, and the daily
+  restatement's two questions;
 - the alert rules, as `alert-rules.bicep` joins their lines;
 - the workbook's tiles, as `workbook.bicep` builds them and Workbooks substitutes them;
 - the Grafana panels, with the data source's macros substituted both ways Grafana writes them;
@@ -22,8 +23,10 @@ from collections.abc import Iterator
 import tree_sitter
 import tree_sitter_bicep
 
+from integration_monitoring import Telemetry
 from integration_monitoring.admin._backends import Answer, TextBackend
 from integration_monitoring.admin._filters import ENDPOINTS, parse_filters
+from integration_monitoring.admin._restatement import Restatements, restate_integrations
 from integration_monitoring.admin._service import AdminService
 from integration_monitoring.alerts import RULES_FILE, RUNBOOKS
 
@@ -80,6 +83,12 @@ def admin_texts() -> Iterator[tuple[str, str]]:
                     getattr(service, endpoint.replace("-", "_"))(filters)
                 for text in backend.texts:
                     yield f"api {endpoint} #{number} {scope}", text
+    # the daily restatement: where it reads back to, and what it asks
+    backend = RecordingBackend()
+    restate_integrations(backend, Restatements(backend, now=lambda: NOW),
+                         telemetry=Telemetry(stdout=False), now=NOW)
+    for text in backend.texts:
+        yield "restatement job", text
 
 
 def alert_rule_texts() -> Iterator[tuple[str, str]]:
@@ -89,7 +98,7 @@ def alert_rule_texts() -> Iterator[tuple[str, str]]:
 
 
 def workbook_texts() -> Iterator[tuple[str, str]]:
-    from .test_infra import TILES, as_workbook, workbook_parts
+    from .test_infra import TILES, as_workbook, tile_text, workbook_parts
 
     parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
     prelude, common, files = workbook_parts(parser)
@@ -101,7 +110,7 @@ def workbook_texts() -> Iterator[tuple[str, str]]:
         for number, case in enumerate(cases):
             status = as_workbook(tile["status"], since, until, dt.timedelta(minutes=30), case)
             text = (prelude + f'let _status = "{status}";\n' + common.read_text()
-                    + files[tile["query"]].read_text())
+                    + tile_text(files, tile["query"]))
             yield (f"workbook tile {tile['title']!r} #{number}",
                    as_workbook(text, since, until, dt.timedelta(minutes=30), case))
 

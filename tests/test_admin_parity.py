@@ -94,8 +94,10 @@ def azure_backend(workspace: LogAnalyticsLoopback, **options: Any) -> LogAnalyti
 
 
 def azure_client(workspace: LogAnalyticsLoopback, **options: Any) -> TestClient:
-    """A fresh app (so a fresh query cache) on Log Analytics."""
-    return TestClient(create_app(backend=azure_backend(workspace, **options)))
+    """A fresh app (so a fresh query cache) on Log Analytics, whose every query is the
+    endpoint's (no look for restatements: `test_restatement.py` has that)."""
+    return TestClient(create_app(backend=azure_backend(workspace, **options),
+                                 restatements=False))
 
 
 def get(client: TestClient, endpoint: str, **params: str) -> Any:
@@ -337,7 +339,8 @@ def test_a_client_read_timeout_is_503(faults):
     # given a workspace slower than the client's half-second read timeout
     faults.delay(1.5)
     backend = azure_backend(faults, read_timeout=0.5, retries=0)
-    client = TestClient(create_app(backend=backend), raise_server_exceptions=False)
+    client = TestClient(create_app(backend=backend, restatements=False),
+                        raise_server_exceptions=False)
     # when /health is asked for
     response = get(client, "health")
     # then the app answers 503 with a Retry-After, as for any unavailable engine
@@ -432,7 +435,7 @@ def test_a_token_the_service_refuses_is_an_error_not_a_retry(faults):
     # given a backend whose credential hands out a token the workspace does not accept
     backend = LogAnalyticsBackend(WORKSPACE, StaticTokenCredential("not-the-token"),
                                   endpoint=faults.endpoint, connection_verify=faults.ca_path)
-    client = TestClient(create_app(backend=backend))
+    client = TestClient(create_app(backend=backend, restatements=False))
     # when /health is asked for
     response = get(client, "health")
     # then the one request was refused, and the app says the engine rejected the query

@@ -103,7 +103,8 @@ def admin(faults: LogAnalyticsLoopback) -> Iterator[Callable[..., Admin]]:
             backend = LogAnalyticsBackend(WORKSPACE, faults.credential,
                                           endpoint=faults.endpoint,
                                           connection_verify=faults.ca_path, **options)
-            url = stack.enter_context(serve_app(create_app(backend=backend, cache=cache)))
+            url = stack.enter_context(serve_app(create_app(backend=backend, cache=cache,
+                                                           restatements=False)))
             return Admin(url, waits)
 
         yield start

@@ -626,8 +626,9 @@ STATUS_PARAMETERS = {
 PLACEHOLDER = re.compile(r"\{(\w+)(?::(\w+))?\}")
 
 
-def workbook_parts(bicep) -> tuple[str, str, dict[str, str]]:
-    """(prelude, the common views' file, query name -> file) as workbook.bicep loads them."""
+def workbook_parts(bicep) -> tuple[str, Path, dict[str, list[Path]]]:
+    """(prelude, the common views' file, query name -> the files joined for it) as
+    workbook.bicep loads them: a file, or variables and files in one interpolated string."""
     root = root_of(bicep, WORKBOOK)
     found = variables(root)
 
@@ -636,20 +637,39 @@ def workbook_parts(bicep) -> tuple[str, str, dict[str, str]]:
         [argument] = node.named_children[1].named_children
         return (WORKBOOK.parent / string_value(argument)).resolve()
 
-    files = {name: loaded(value) for name, value in properties(found["kql"]).items()}
+    def joined(node) -> list[Path]:
+        if node.type != "string":
+            return [loaded(node)]
+        parts = [part.named_children[0] for part in node.named_children
+                 if part.type == "interpolation"]
+        assert parts and all(part.type in ("identifier", "call_expression") for part in parts)
+        assert not [c for c in node.named_children if c.type == "string_content"], \
+            "nothing but the files"
+        return [loaded(found[text(part)]) if part.type == "identifier" else loaded(part)
+                for part in parts]
+
+    files = {name: joined(value) for name, value in properties(found["kql"]).items()}
     return multiline_string(found["prelude"]), loaded(found["common"]), files
+
+
+def tile_text(files: dict[str, list[Path]], name: str) -> str:
+    """A tile's question as the workbook joins it."""
+    return "".join(path.read_text() for path in files[name])
 
 
 def test_the_workbook_loads_the_query_files_themselves(bicep):
     _, common, files = workbook_parts(bicep)
     assert common == (QUERIES / "_common.kql").resolve()
-    for name, path in files.items():
-        assert path == (QUERIES / f"{name}.kql").resolve(), f"kql.{name} loads {path}"
+    for name, paths in files.items():
+        assert paths[-1] == (QUERIES / f"{name}.kql").resolve(), f"kql.{name} loads {paths}"
+        # with the shared files its first line says it uses, in the API's order
+        assert tile_text(files, name) == queries.text(name), name
     used = {tile["query"] for tile in TILES}
     assert used == set(files), "every loaded file is a tile, every tile's file is loaded"
     # Every question the dashboard asks is in the workbook (the live stream's fingerprint is
-    # how the page notices changes, not a component).
-    assert set(queries.names()) - {"stream_fingerprint"} == used
+    # how the page notices changes, and the restatement's two are the daily job's).
+    assert set(queries.names()) - {"stream_fingerprint", "integration_state",
+                                   "restatements"} == used
 
 
 def test_each_tile_runs_prelude_status_common_and_its_file(bicep):
@@ -674,7 +694,7 @@ def test_each_tile_runs_prelude_status_common_and_its_file(bicep):
 def test_workbook_tiles_are_complete(tile):
     assert {k: type(v) for k, v in tile.items()} == TILE_FIELDS
     assert tile["visualization"] in {"table", "timechart", "barchart"}
-    uses_lookback = "_lookback_since" in (QUERIES / f"{tile['query']}.kql").read_text()
+    uses_lookback = "_lookback_since" in queries.text(tile["query"])
     assert tile["lookback"] == uses_lookback, "lookback tiles need the wider time context"
     assert '"' not in tile["status"] and "\\" not in tile["status"]
 
@@ -771,7 +791,7 @@ def test_workbook_queries_give_the_admin_apis_rows(bicep, workbook_store, case):
             prelude
             + f'let _status = "{status}";\n'
             + common.read_text()
-            + files[tile["query"]].read_text()
+            + tile_text(files, tile["query"])
         )
         workbook_rows = workbook_store.kql(as_workbook(text_, since, until, bucket, case)).rows
         api = _filters.Filters(

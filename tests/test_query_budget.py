@@ -211,7 +211,7 @@ class Minutes(TextBackend):
 
 def test_when_the_minute_turns_the_last_minutes_answer_stands_in_while_it_is_asked():
     backend = Minutes()
-    service = AdminService(backend)
+    service = AdminService(backend, restatements=False)
 
     def fingerprint(params, now):
         f = replace(service.parse("stream", params, now=now), tenants=None)

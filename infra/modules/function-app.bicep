@@ -73,6 +73,9 @@ param queueSampleSchedule string = '0 * * * * *'
 @description('ALERT_REDELIVERY_SCHEDULE: six-field NCRONTAB of the timer that sends queued alert deliveries again.')
 param alertRedeliverySchedule string = '30 * * * * *'
 
+@description('INTEGRATION_RESTATEMENT_SCHEDULE: six-field NCRONTAB of the daily timer that restates every integration\'s lifecycle.')
+param integrationRestatementSchedule string = '0 15 0 * * *'
+
 @description('ALERT_REDELIVERY_HOURS: how long after its first failure a Slack or PagerDuty delivery is retried before it is given up.')
 @minValue(1)
 @maxValue(720)
@@ -171,6 +174,7 @@ var codeSettings = {
   SERVICEBUS_QUEUES: join(serviceBusQueues, ',')
   QUEUE_SAMPLE_SCHEDULE: queueSampleSchedule
   ALERT_REDELIVERY_SCHEDULE: alertRedeliverySchedule
+  INTEGRATION_RESTATEMENT_SCHEDULE: integrationRestatementSchedule
   ALERT_REDELIVERY_HOURS: string(alertRedeliveryHours)
   // The relay's outbox table (storage.bicep), reached by identity like AzureWebJobsStorage.
   ALERT_OUTBOX_TABLE_ENDPOINT: storage.properties.primaryEndpoints.table

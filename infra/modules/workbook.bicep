@@ -28,6 +28,10 @@ var layout = loadJsonContent('../workbook/dashboard.json')
 
 var common = loadTextContent('../../integration_monitoring/queries/_common.kql')
 
+// The integrations' lifecycle, which the status question's first line says it uses: joined
+// before it, as the API does.
+var lifecycle = loadTextContent('../../integration_monitoring/queries/_lifecycle.kql')
+
 var kql = {
   adapter_latency: loadTextContent('../../integration_monitoring/queries/adapter_latency.kql')
   alerts: loadTextContent('../../integration_monitoring/queries/alerts.kql')
@@ -35,7 +39,7 @@ var kql = {
   duration_trend: loadTextContent('../../integration_monitoring/queries/duration_trend.kql')
   error_rate_trend: loadTextContent('../../integration_monitoring/queries/error_rate_trend.kql')
   errors_by_integration: loadTextContent('../../integration_monitoring/queries/errors_by_integration.kql')
-  integration_status: loadTextContent('../../integration_monitoring/queries/integration_status.kql')
+  integration_status: '${lifecycle}${loadTextContent('../../integration_monitoring/queries/integration_status.kql')}'
   job_counts: loadTextContent('../../integration_monitoring/queries/job_counts.kql')
   queue_depth_trend: loadTextContent('../../integration_monitoring/queries/queue_depth_trend.kql')
   recent_jobs: loadTextContent('../../integration_monitoring/queries/recent_jobs.kql')

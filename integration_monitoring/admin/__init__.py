@@ -15,6 +15,7 @@ from ._budget import QueryBudget
 from ._cache import SharedQueries
 from ._dashboard import dashboard_router
 from ._filters import FilterError, Filters, parse_filters
+from ._restatement import run_restatement
 from ._routes import PREFIX, Caller, admin_router, install_error_handlers
 from ._service import AdminService
 
@@ -41,4 +42,5 @@ __all__ = [
     "dashboard_router",
     "install_error_handlers",
     "parse_filters",
+    "run_restatement",
 ]

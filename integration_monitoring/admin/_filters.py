@@ -54,6 +54,9 @@ class Filters:
     #: The window ends at "now" (neither `since` nor `until` given): an answer for the
     #: same window a step or two earlier may stand in while this one is asked.
     live: bool = False
+    #: Where the lifecycle's lookback begins: a completed restatement (`_restatement.py`),
+    #: else (None) the whole retention before `until`.
+    lookback_since: dt.datetime | None = None
 
     def aligned(self) -> Filters:
         """`since` moved back to a bucket boundary: streams whose windows start anywhere in
@@ -70,12 +73,19 @@ class Filters:
     def values(self) -> dict[str, Any]:
         """The prelude's values (every query gets all of them)."""
         return {
-            "_since": self.since, "_until": self.until, "_lookback_since": self.until - LOOKBACK,
+            "_since": self.since, "_until": self.until, "_lookback_since": self.lookback(),
             "_bucket": self.bucket, "_tenant": self.tenant_id,
             "_integration": self.integration_id, "_adapter": self.adapter_type,
             "_entity": self.entity, "_status": self.status, "_q": self.q,
             "_all_tenants": self.tenants is None, "_tenants": self.tenants or (),
         }
+
+    def lookback(self) -> dt.datetime:
+        """Where the lifecycle's lookback begins."""
+        if self.lookback_since is not None and \
+                self.until - LOOKBACK <= self.lookback_since <= self.until:
+            return self.lookback_since
+        return self.until - LOOKBACK
 
     def describe(self) -> dict[str, Any]:
         scope = {} if self.tenants is None else {"tenants": list(self.tenants)}

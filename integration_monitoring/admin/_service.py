@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from .._time import naive_utc
@@ -14,6 +15,7 @@ from ._cache import SharedQueries
 from ._fairness import Fairness
 from ._filters import NOW_GRANULARITY_S, Filters, parse_filters
 from ._rendered import RenderedAnswers
+from ._restatement import Restatements
 from ._sharing import nothing_to_ask, shared
 
 #: Application Insights keeps no histogram buckets, so adapter latency is an average and a
@@ -36,7 +38,8 @@ class AdminService:
     identity) and within each caller's share (`_fairness.py`)."""
 
     def __init__(self, backend: Backend, cache: SharedQueries | None = None,
-                 parallel: int = 4, fairness: Fairness | None = None) -> None:
+                 parallel: int = 4, fairness: Fairness | None = None,
+                 restatements: bool = True) -> None:
         self.backend = backend
         self.cache = cache or SharedQueries(**getattr(backend, "freshness", {}))
         self.until_step_s: int = getattr(backend, "until_step_s", NOW_GRANULARITY_S)
@@ -47,10 +50,17 @@ class AdminService:
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="admin-query")
         self._acks: dict[str, dict[str, Any]] = {}  # alertId -> what acknowledge() recorded
         self._ack_lock = threading.Lock()  # two clicks at once record one acknowledgement
+        #: Where the lifecycle's lookback may begin (`_restatement.py`); None: the whole
+        #: retention always, and no question asked to find out.
+        self.restatements = Restatements(backend) if restatements else None
 
     def parse(self, endpoint: str, params: Any, now: dt.datetime | None = None) -> Filters:
-        """An endpoint's filters; a window ending now ends on this backend's `until` step."""
-        return parse_filters(endpoint, params, now, self.until_step_s)
+        """An endpoint's filters; a window ending now ends on this backend's `until` step,
+        and the lifecycle reads back to the latest restatement there is."""
+        f = parse_filters(endpoint, params, now, self.until_step_s)
+        if self.restatements is None:
+            return f
+        return replace(f, lookback_since=self.restatements.lookback(f.until))
 
     # -- endpoints ------------------------------------------------------------------------
 

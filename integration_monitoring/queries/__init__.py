@@ -36,6 +36,9 @@ BY_TENANT = ".by_tenant"
 DEEPER = 10
 #: A question's row cap: a top-level `take`.
 _TAKE = re.compile(r"^\| take (\d+)", flags=re.MULTILINE)
+#: A line that puts a shared file's `let`s before a question: `// uses: _lifecycle` (the
+#: workbook joins the same files in the same order).
+_USES = re.compile(r"^// uses: (_[a-z_]+)\n", flags=re.MULTILINE)
 
 
 @functools.cache
@@ -46,7 +49,8 @@ def text(name: str) -> str:
     path = FOLDER / f"{name}.kql"
     if not name.isidentifier() or not path.is_file():
         raise KeyError(f"no query named {name!r}")
-    return path.read_text()
+    body = path.read_text()
+    return "".join(text(used) for used in _USES.findall(body)) + body
 
 
 def by_tenant(question: str) -> str:

@@ -1,0 +1,163 @@
+"""The daily restatement: the status question reading back to it answers as the whole
+retention does, before and after later changes, for every scope and filter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import replace
+
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.resources import Resource
+
+from integration_monitoring import Telemetry
+from integration_monitoring.admin import (
+    PREFIX,
+    AdminService,
+    Filters,
+    LocalBackend,
+    LogAnalyticsBackend,
+    SharedQueries,
+)
+from integration_monitoring.admin._restatement import (
+    ARRIVAL,
+    COMPLETED,
+    RESTATED,
+    SETTLE,
+    Restatements,
+    restate_integrations,
+)
+from integration_monitoring.app import create_app
+from integration_monitoring.demo import run_demo
+from integration_monitoring.store import (
+    BufferedWriter,
+    SimulatedLoggerProvider,
+    SimulatedMeterProvider,
+    TelemetryStore,
+)
+
+NOW = 1_790_000_000 * 10**9
+END = dt.datetime.fromtimestamp(NOW / 1e9, dt.UTC)
+HOUR = dt.timedelta(hours=1)
+
+
+def _writing_at(store: TelemetryStore, moment: dt.datetime) -> Telemetry:
+    """A Telemetry into the store whose events happen at `moment`."""
+    writer = BufferedWriter(store, max_rows=1)
+    resource = Resource.create({"service.name": "integration-monitoring"})
+    ns = int(moment.timestamp() * 1e9)
+    t = Telemetry(logger_provider=SimulatedLoggerProvider(writer, resource),
+                  meter_provider=SimulatedMeterProvider(writer, resource, lambda: ns),
+                  stdout=False, clock=lambda: ns)
+    t.add_flusher(writer.done)
+    return t
+
+
+@pytest.fixture(scope="module")
+def six_hours(tmp_path_factory):
+    """Six hours of the demo: staleness at 35 %, a pause at 50 %, expired credentials at
+    55 %, an outage at 72 % of it."""
+    store = TelemetryStore(tmp_path_factory.mktemp("restate") / "t.duckdb")
+    run_demo(hours=6, seed=3, store=store, stdout=None, progress=False, now_ns=NOW)
+    yield store
+    store.close()
+
+
+def _service(store: TelemetryStore, now: dt.datetime) -> AdminService:
+    service = AdminService(LocalBackend(store), cache=SharedQueries(ttl_s=0))
+    service.restatements = Restatements(service.backend, now=lambda: now)
+    return service
+
+
+SCOPES = [
+    {"tenants": None},
+    {"tenants": None, "status": "failing"},
+    {"tenants": None, "entity": "contacts"},
+    {"tenants": None, "adapter_type": "hubspot"},
+    {"tenants": ("tenant-02",)},
+    {"tenants": ("tenant-01", "tenant-04"), "q": "int"},
+]
+
+
+def test_status_reading_back_to_restatements_equals_the_whole_retention(six_hours):
+    store = six_hours
+    service = _service(store, END)
+    # describes END - 3.5 h; the pause (END - 3 h) and the expiry (END - 2.7 h) happen
+    # between the moment it describes and when it is written: they still win
+    first_written = END - 2.5 * HOUR
+    restated = restate_integrations(service.backend, service.restatements,
+                                    telemetry=_writing_at(store, first_written),
+                                    now=first_written)
+    assert restated == 24
+    # not read before it has had time to arrive
+    assert service.restatements.lookback(first_written + ARRIVAL - dt.timedelta(seconds=1)) \
+        is None
+    assert service.restatements.lookback(first_written + ARRIVAL) == first_written - SETTLE
+    cursor = store.cursor()
+    keys = {key for (properties,) in cursor.execute(
+        'SELECT "Properties" FROM "AppTraces" WHERE "Message" = ?', [RESTATED]).fetchall()
+        for key in json.loads(properties)}
+    cursor.close()
+    assert {"status", "reason", "statusChangedAt", "restatedAt", "lastSeenAt",
+            "lastSuccessfulSync", "syncIntervalMinutes", "tenantId", "integrationId",
+            "adapterType"} <= keys
+    # a second restatement reads back to the first only
+    second_written = END - HOUR
+    service.restatements.forget()
+    assert service.restatements.lookback(second_written - SETTLE) is not None
+    restate_integrations(service.backend, service.restatements,
+                         telemetry=_writing_at(store, second_written), now=second_written)
+    service.restatements.forget()
+    markers = store.kql(f'AppTraces | where Message == "{COMPLETED}" | count').rows[0][0]
+    assert markers == 2
+    checked = 0
+    for until in (first_written + ARRIVAL, END - 2 * HOUR, second_written + ARRIVAL, END):
+        lookback = service.restatements.lookback(until)
+        assert lookback is not None and lookback < until
+        assert lookback >= until - 5 * HOUR
+        for scope in SCOPES:
+            f = Filters(since=until - 2 * HOUR, until=until, bucket=dt.timedelta(minutes=5),
+                        **scope)
+            whole = service.health(f)["integrations"]
+            restated_answer = service.health(replace(f, lookback_since=lookback))
+            assert restated_answer["integrations"] == whole, (until, scope)
+            checked += len(whole)
+    assert checked > 100
+    # and the statuses that changed after the first restatement are there
+    health = {row["integrationId"]: row for row in service.health(
+        Filters(since=END - HOUR, until=END, bucket=dt.timedelta(minutes=5), tenants=None,
+                lookback_since=service.restatements.lookback(END)))["integrations"]}
+    assert {row["status"] for row in health.values()} >= {"active", "paused", "error"}
+
+
+def test_on_log_analytics_the_app_looks_for_restatements_then_reads_back_to_one(
+        demo_store, loopback_workspace):
+    """Through the real LogsQueryClient: the first status question is preceded by one look
+    for restatements, and its timespan begins at the restatement; the next asks only."""
+    store = demo_store(hours=6, seed=4)  # up to the real now: the look covers 30 days back
+    end = store.sql('SELECT max("TimeGenerated") FROM "AppTraces"')[0][0].replace(
+        tzinfo=dt.UTC)
+    written = end - 2 * HOUR
+    restate_integrations(LocalBackend(store), Restatements(LocalBackend(store)),
+                         telemetry=_writing_at(store, written), now=written)
+    workspace = loopback_workspace(store, "ws-restated")
+    backend = LogAnalyticsBackend("ws-restated", workspace.credential,
+                                  endpoint=workspace.endpoint,
+                                  connection_verify=workspace.ca_path)
+    client = TestClient(create_app(backend=backend))
+    until = end.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    first = client.get(f"{PREFIX}/health", params={"until": until, "window": "1h"})
+    second = client.get(f"{PREFIX}/stats", params={"until": until, "window": "2h"})
+    assert first.status_code == second.status_code == 200
+    look, *asked = workspace.requests
+    assert "integration.restatement_completed" in look.query
+    status = [r for r in asked if "integration.status_restated" in r.query]
+    assert len(status) == 2
+    restated_at = (written - SETTLE).strftime("%Y-%m-%dT%H:%M:%S")
+    assert {r.body["timespan"].split("/")[0][:19] for r in status} == {restated_at}
+    assert not any("integration.restatement_completed" in r.query for r in asked)
+    # and the answer is the one the whole retention gives
+    whole = TestClient(create_app(backend=LocalBackend(store), restatements=False)).get(
+        f"{PREFIX}/health", params={"until": until, "window": "1h"})
+    assert first.json()["integrations"] == whole.json()["integrations"]
