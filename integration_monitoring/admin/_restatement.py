@@ -134,9 +134,10 @@ def restate_integrations(backend: Backend, restatements: Restatements,
     return len(rows)
 
 
-def run_restatement(backend: Backend | None = None, telemetry: Any = None) -> int:
+def run_restatement(backend: Backend | None = None, telemetry: Any = None,
+                    now: dt.datetime | None = None) -> int:
     """The timer job: restate on the configured backend (Log Analytics in Azure)."""
     from ._backends import backend_from_settings
 
     backend = backend or backend_from_settings()
-    return restate_integrations(backend, Restatements(backend), telemetry)
+    return restate_integrations(backend, Restatements(backend), telemetry, now)
