@@ -607,23 +607,11 @@ def part_history(store_path: str, workdir: str, quick: bool,
 
 def _restate(store: Any, written: dt.datetime) -> int:
     """Run the restatement job on `store`, its events written at `written`."""
-    from opentelemetry.sdk.resources import Resource
-
-    from integration_monitoring import Telemetry
     from integration_monitoring.admin import LocalBackend, run_restatement
-    from integration_monitoring.store import (
-        BufferedWriter,
-        SimulatedLoggerProvider,
-        SimulatedMeterProvider,
-    )
+    from integration_monitoring.demo import telemetry_into
 
-    writer = BufferedWriter(store, max_rows=100_000)
-    resource = Resource.create({"service.name": "integration-monitoring"})
     ns = int(written.timestamp() * 1e9)
-    telemetry = Telemetry(logger_provider=SimulatedLoggerProvider(writer, resource),
-                          meter_provider=SimulatedMeterProvider(writer, resource, lambda: ns),
-                          stdout=False, clock=lambda: ns)
-    telemetry.add_flusher(writer.done)
+    telemetry = telemetry_into(store, lambda: ns, "integration-monitoring")
     return run_restatement(LocalBackend(store), telemetry, now=written)
 
 

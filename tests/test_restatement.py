@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
-from opentelemetry.sdk.resources import Resource
 
 from integration_monitoring import Telemetry
 from integration_monitoring.admin import (
@@ -29,13 +28,8 @@ from integration_monitoring.admin._restatement import (
     restate_integrations,
 )
 from integration_monitoring.app import create_app
-from integration_monitoring.demo import run_demo
-from integration_monitoring.store import (
-    BufferedWriter,
-    SimulatedLoggerProvider,
-    SimulatedMeterProvider,
-    TelemetryStore,
-)
+from integration_monitoring.demo import run_demo, telemetry_into
+from integration_monitoring.store import TelemetryStore
 
 NOW = 1_790_000_000 * 10**9
 END = dt.datetime.fromtimestamp(NOW / 1e9, dt.UTC)
@@ -44,14 +38,8 @@ HOUR = dt.timedelta(hours=1)
 
 def _writing_at(store: TelemetryStore, moment: dt.datetime) -> Telemetry:
     """A Telemetry into the store whose events happen at `moment`."""
-    writer = BufferedWriter(store, max_rows=1)
-    resource = Resource.create({"service.name": "integration-monitoring"})
     ns = int(moment.timestamp() * 1e9)
-    t = Telemetry(logger_provider=SimulatedLoggerProvider(writer, resource),
-                  meter_provider=SimulatedMeterProvider(writer, resource, lambda: ns),
-                  stdout=False, clock=lambda: ns)
-    t.add_flusher(writer.done)
-    return t
+    return telemetry_into(store, lambda: ns, "integration-monitoring")
 
 
 @pytest.fixture(scope="module")

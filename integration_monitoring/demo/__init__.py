@@ -33,7 +33,7 @@ from ._sim import Simulation
 from ._workload import MINUTE, SECOND, WORKER_SERVICE, Counts, Timeline, Workload
 from ._world import World, build_world
 
-__all__ = ["DemoResult", "build_world", "run_demo"]
+__all__ = ["DemoResult", "build_world", "run_demo", "telemetry_into"]
 
 _EPOCH = dt.datetime(1970, 1, 1)
 
@@ -134,6 +134,19 @@ class _SeededIds(IdGenerator):
 
     def generate_trace_id(self) -> int:
         return self._random.getrandbits(128) or 1
+
+
+def telemetry_into(store: TelemetryStore, clock: Callable[[], int],
+                   service: str = WORKER_SERVICE) -> Telemetry:
+    """A Telemetry on `clock` whose events and metrics reach `store` when it is flushed,
+    through the simulated providers (for writing history at a chosen moment)."""
+    writer = BufferedWriter(store, max_rows=WRITE_ROWS)
+    resource = Resource.create({"service.name": service})
+    logs, metrics = _providers(writer, resource, clock)
+    telemetry = Telemetry(logger_provider=logs, meter_provider=metrics, stdout=False,
+                          clock=clock)
+    telemetry.add_flusher(writer.done)
+    return telemetry
 
 
 def last_demo_time(store: TelemetryStore) -> int | None:
