@@ -58,6 +58,8 @@ KEPT_KEYS = (
     "errorType", "status", "reason", "syncIntervalMinutes", "taskId", "syncType", "attempt",
     "recordsCreated", "recordsUpdated", "recordsFailed", "alertId", "channel", "condition",
     "queued", "tenant_id", "integration_id", "adapter_type", "queue",
+    # the daily restatement's (read for every lifecycle row, successful syncs included)
+    "restatedAt", "statusChangedAt", "lastSuccessfulSync", "lastSeenAt",
 )
 #: The keys each table keeps: a metric's labels are few, and its rows the most numerous.
 KEPT: dict[str, tuple[str, ...]] = {
