@@ -24,6 +24,7 @@ from integration_monitoring.admin._restatement import (
     COMPLETED,
     RESTATED,
     SETTLE,
+    RestatementIncomplete,
     Restatements,
     restate_integrations,
 )
@@ -149,3 +150,32 @@ def test_on_log_analytics_the_app_looks_for_restatements_then_reads_back_to_one(
     whole = TestClient(create_app(backend=LocalBackend(store), restatements=False)).get(
         f"{PREFIX}/health", params={"until": until, "window": "1h"})
     assert first.json()["integrations"] == whole.json()["integrations"]
+
+
+class _Partial:
+    """The local engine's answers, flagged partial as Log Analytics flags a truncated one."""
+
+    name = "partial"
+
+    def __init__(self, inner: LocalBackend) -> None:
+        self.inner = inner
+
+    def query(self, kql, since, until):
+        return self.inner.query(kql, since, until)
+
+    def ask(self, name, values):
+        answer = self.inner.ask(name, values)
+        answer.partial = ["the query exceeded its limits"]
+        return answer
+
+
+def test_a_partial_answer_restates_nothing(demo_store):
+    """A restatement missing integrations would hide them: none is declared complete."""
+    store = demo_store(hours=1, now=END, seed=5)
+    backend = _Partial(LocalBackend(store))
+    with pytest.raises(RestatementIncomplete, match="partial"):
+        restate_integrations(backend, Restatements(backend),
+                             telemetry=_writing_at(store, END), now=END)
+    counts = store.kql('AppTraces | where Message in ("integration.status_restated", '
+                       '"integration.restatement_completed") | count').rows[0][0]
+    assert counts == 0

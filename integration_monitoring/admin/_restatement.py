@@ -102,10 +102,19 @@ class Restatements:
             self._next = 0.0
 
 
+class RestatementIncomplete(RuntimeError):
+    """The job did not write a whole restatement, so it wrote no `COMPLETED` either: status
+    questions go on reading back to the one before (or the whole retention)."""
+
+
 def restate_integrations(backend: Backend, restatements: Restatements,
                          telemetry: Any = None, now: dt.datetime | None = None) -> int:
     """Write every integration's lifecycle as of `SETTLE` before `now`, reading back to the
-    restatement before; returns how many integrations were restated."""
+    restatement before, and then say it is complete; returns how many were restated.
+
+    Raises `RestatementIncomplete` (having said nothing is complete) when the engine gave a
+    partial answer or the events could not all be written: a restatement missing some
+    integrations would hide them from every status question after it."""
     from ..telemetry import current, get_logger
 
     t = telemetry or current()
@@ -113,7 +122,10 @@ def restate_integrations(backend: Backend, restatements: Restatements,
     f = Filters(since=as_of - dt.timedelta(hours=1), until=as_of,
                 bucket=dt.timedelta(hours=1), tenants=None,
                 lookback_since=restatements.lookback(as_of))
-    rows = backend.ask("integration_state", f.values()).dicts()
+    answer = backend.ask("integration_state", f.values())
+    if answer.partial:
+        raise RestatementIncomplete(f"partial answer: {'; '.join(answer.partial)}")
+    rows = answer.dicts()
     log = get_logger(SERVICE, t)
     restated_at = _text(as_of)
     for row in rows:
@@ -128,6 +140,8 @@ def restate_integrations(backend: Backend, restatements: Restatements,
         if row["connectionStatus"]:
             log.info(CONNECTION_RESTATED, **ids, status=row["connectionStatus"],
                      reason=row["connectionReason"] or None)
+    if not t.flush():
+        raise RestatementIncomplete("the restated events could not all be written")
     log.info(COMPLETED, restatedAt=restated_at, integrations=len(rows))
     t.flush()
     restatements.forget()
