@@ -164,3 +164,17 @@ def test_a_long_answer_without_a_cap_serves_everyone():
     alerts = replace(parse_filters("alerts", {"until": NOW.isoformat(), "limit": "3"},
                                    now=NOW), tenants=("busy",))
     assert shared("alerts", alerts).cut(Answer(["tenantId", "n"], rows)) is None
+
+
+def test_each_readers_cut_is_made_once_per_shared_answer(store):
+    """An admin's sums and a reader's rows are worked out once per shared answer: the next
+    caller with the same scope gets the same rows, and another scope its own."""
+    service = AdminService(LocalBackend(store))
+    base = parse_filters("stats", {"until": NOW.isoformat()}, now=NOW)
+    admin = replace(base, tenants=None)
+    reader = replace(base, tenants=("tenant-1", "tenant-2"))
+    first, again = (service.run("error_rate_trend", admin) for _ in range(2))
+    assert again is first and first.rows
+    mine = service.run("error_rate_trend", reader)
+    assert mine is not first and mine.rows != first.rows
+    assert service.run("error_rate_trend", reader) is mine

@@ -24,6 +24,8 @@ class Answer:
     columns: list[str]
     rows: list[tuple[Any, ...]]
     partial: list[str] = field(default_factory=list)
+    #: Readers' cuts of a shared answer, made once each (`_sharing.Shared.cut`).
+    cuts: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]

@@ -83,7 +83,14 @@ class Shared:
     adapter: str = ""
 
     def cut(self, whole: Answer) -> Answer | None:
-        """The reader's rows (API rows: dicts), or None when the whole may lack some."""
+        """The reader's rows (API rows: dicts), or None when the whole may lack some; made
+        once per shared answer and kept with it (every admin's totals are the same sums)."""
+        key = (self.question, self.tenants, self.adapter, self.served)
+        if key not in whole.cuts:
+            whole.cuts[key] = self._cut(whole)
+        return whole.cuts[key]
+
+    def _cut(self, whole: Answer) -> Answer | None:
         rows: list[dict[str, Any]] = [
             row for row in whole.rows
             if (self.tenants is None or row.get("tenantId") in self.tenants)
