@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from dataclasses import replace
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -31,6 +34,8 @@ from integration_monitoring.admin._restatement import (
 from integration_monitoring.app import create_app
 from integration_monitoring.demo import run_demo, telemetry_into
 from integration_monitoring.store import TelemetryStore
+
+from .helpers import serve_app
 
 NOW = 1_790_000_000 * 10**9
 END = dt.datetime.fromtimestamp(NOW / 1e9, dt.UTC)
@@ -179,3 +184,41 @@ def test_a_partial_answer_restates_nothing(demo_store):
     counts = store.kql('AppTraces | where Message in ("integration.status_restated", '
                        '"integration.restatement_completed") | count').rows[0][0]
     assert counts == 0
+
+
+class _SlowLook:
+    """The local engine, whose look for restatements waits until the test lets it go."""
+
+    name = "local"
+
+    def __init__(self, inner: LocalBackend) -> None:
+        self.inner = inner
+        self.looking = threading.Event()
+        self.release = threading.Event()
+
+    def query(self, kql, since, until):
+        return self.inner.query(kql, since, until)
+
+    def ask(self, name, values):
+        if name == "restatements":
+            self.looking.set()
+            self.release.wait(10)
+        return self.inner.ask(name, values)
+
+
+def test_the_look_for_restatements_holds_up_no_other_request(demo_store):
+    """While one request waits for the look (a slow Log Analytics), the server still answers
+    others: the look runs on a worker thread, not on the event loop."""
+    store = demo_store(hours=1, now=END, seed=6)
+    backend = _SlowLook(LocalBackend(store))
+    with serve_app(create_app(backend=backend)) as url:
+        slow = threading.Thread(target=httpx.get, args=(f"{url}{PREFIX}/health",),
+                                kwargs={"timeout": 30}, daemon=True)
+        slow.start()
+        assert backend.looking.wait(10)
+        started = time.monotonic()
+        other = httpx.get(f"{url}/api/health", timeout=5)
+        waited = time.monotonic() - started
+        backend.release.set()
+        slow.join(30)
+    assert other.status_code == 200 and waited < 2

@@ -19,7 +19,7 @@ from starlette.background import BackgroundTask
 from ..alerts import RUNBOOKS, load_rules
 from ._backends import BackendUnavailable, QueryFailed
 from ._filters import FilterError, Filters, definitions, openapi_parameters
-from ._routes import ERRORS, PREFIX, Caller, scoped
+from ._routes import ERRORS, PREFIX, Caller, parsed
 from ._service import AdminService
 from ._static import StaticFiles, file_response
 
@@ -90,7 +90,7 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
         after about a minute with a `retry:` hint, so it also works where the host buffers
         responses; EventSource reconnects by itself."""
         service = service_factory()
-        filters = scoped(request, service.parse("stream", request.query_params))  # 400, 403
+        filters = await parsed(request, service, "stream", request.query_params)  # 400, 403
         params = dict(request.query_params)
         held = contextlib.ExitStack()
         held.enter_context(service.fairness.stream(filters.caller))  # 429 beyond the share
@@ -127,7 +127,7 @@ async def _polls(request: Request, service: AdminService, params: dict[str, str]
             # questions share one `until`: stats cached for a later one could predate the
             # data the fingerprint saw, and the snapshot would show the old numbers.
             now = dt.datetime.now(dt.UTC)
-            filters = _windowed(scoped(request, service.parse("stream", params, now)), params)
+            filters = _windowed(await parsed(request, service, "stream", params, now), params)
             answer = await run_in_threadpool(service.run, "stream_fingerprint", filters)
             row = answer.rows[0] if answer.rows else {"events": 0, "latest": None}
             fingerprint = f"{row['events']}@{row['latest']}"
@@ -135,7 +135,7 @@ async def _polls(request: Request, service: AdminService, params: dict[str, str]
             if fingerprint != last:
                 stats = await run_in_threadpool(
                     service.stats,
-                    _windowed(scoped(request, service.parse("stats", params, now)), params))
+                    _windowed(await parsed(request, service, "stats", params, now), params))
         except (BackendUnavailable, QueryFailed) as error:
             yield "event: unavailable\ndata: " + json.dumps({"message": str(error)}) + "\n\n"
             return  # EventSource reconnects after the retry hint

@@ -58,6 +58,14 @@ def scoped(request: Request, filters: Filters) -> Filters:
     return replace(scope(filters, principal), caller=caller_key(principal))
 
 
+async def parsed(request: Request, service: AdminService, endpoint: str, params: Any,
+                 now: Any = None) -> Filters:
+    """An endpoint's filters in the caller's scope. They are parsed on a worker thread:
+    parsing asks the backend where the latest restatement is (every ten minutes), and on
+    Log Analytics that question must not hold up every other request on the event loop."""
+    return scoped(request, await run_in_threadpool(service.parse, endpoint, params, now))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every failure is JSON `{"error": {...}}`; nothing leaks a stack trace."""
 
@@ -110,7 +118,7 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
     async def answer(request: Request, endpoint: str,
                      method: Callable[[AdminService, Any], dict[str, Any]]) -> Any:
         service = service_factory()
-        filters = scoped(request, service.parse(endpoint, request.query_params))
+        filters = await parsed(request, service, endpoint, request.query_params)
         model = _MODELS.get(endpoint)
         if model is None:  # the alerts: an acknowledgement changes them at once
             return await run_in_threadpool(method, service, filters)
