@@ -73,14 +73,15 @@ class Shared:
     grouped: bool
     #: How many of the reader's rows the endpoint serves (None: all of them).
     served: int | None = None
-    @property
-    def cap(self) -> int | None:
-        """The most rows the shared question answers (its `take`); None: every row."""
-        return queries.cap(self.question)
     #: The tenants' rows are added up (`SUMMED`).
     summed: bool = False
     #: Only the rows of this adapter are the reader's ("": every adapter's).
     adapter: str = ""
+
+    @property
+    def cap(self) -> int | None:
+        """The most rows the shared question answers (its `take`); None: every row."""
+        return queries.cap(self.question)
 
     def cut(self, whole: Answer) -> Answer | None:
         """The reader's rows (API rows: dicts), or None when the whole may lack some; made
