@@ -19,8 +19,9 @@ from .admin import (
     backend_from_settings,
     dashboard_router,
     install_error_handlers,
+    silences_router,
 )
-from .alerts import Deliverer, default_deliverer, relay_router
+from .alerts import Deliverer, Silencer, default_deliverer, relay_router
 from .http import BaselineHeaders
 from .telemetry import configured, current
 
@@ -53,12 +54,18 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     daily restatement, found by a question every ten minutes.
     """
     services: list[AdminService] = []
+    silencers: list[Silencer] = []
 
     def service() -> AdminService:
         if not services:  # first request: the local store opens only when it is needed
             services.append(AdminService(backend or backend_from_settings(), cache,
                                          restatements=restatements))
         return services[0]
+
+    def silencer() -> Silencer:
+        if not silencers:
+            silencers.append(Silencer((deliverer_factory or default_deliverer)()))
+        return silencers[0]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +90,7 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     install_error_handlers(app)
     app.include_router(admin_router(service))
     app.include_router(relay_router(deliverer_factory or default_deliverer))
+    app.include_router(silences_router(silencer))
     app.include_router(dashboard_router(service, **(stream_options or {})))
 
     @app.get("/api/health", tags=["operations"])

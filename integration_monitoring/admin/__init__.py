@@ -18,6 +18,7 @@ from ._filters import FilterError, Filters, parse_filters
 from ._restatement import run_restatement
 from ._routes import PREFIX, Caller, admin_router, install_error_handlers
 from ._service import AdminService
+from ._silences_routes import silences_router
 
 __all__ = [
     "PREFIX",
@@ -43,4 +44,5 @@ __all__ = [
     "install_error_handlers",
     "parse_filters",
     "run_restatement",
+    "silences_router",
 ]

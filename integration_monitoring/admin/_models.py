@@ -252,10 +252,18 @@ class Alert(Model):
     runbookUrl: str | None
     dashboardUrl: str | None
     #: Per channel (slack, pagerduty), what became of the alert's notifications: delivered,
-    #: retrying (in the outbox), failed (not queued) or abandoned (given up); the worst of
-    #: its Fired and Resolved notices. Empty when it had no relayed channel.
-    delivery: dict[str, Literal["delivered", "retrying", "failed", "abandoned"]] = Field(
-        default_factory=dict)
+    #: silenced (held back by a silence), retrying (in the outbox), failed (not queued) or
+    #: abandoned (given up); the worst of its Fired and Resolved notices. Empty when it had
+    #: no relayed channel.
+    delivery: dict[str, Literal["delivered", "silenced", "retrying", "failed",
+                                "abandoned"]] = Field(default_factory=dict)
+    #: The silence that held its Fired notice back, if one did.
+    silencedBy: str | None = None
+
+    @field_validator("silencedBy", mode="before")
+    @classmethod
+    def _none_when_empty(cls, value: Any) -> Any:
+        return value or None
 
     @field_validator("delivery", mode="before")
     @classmethod

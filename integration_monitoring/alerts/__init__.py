@@ -16,19 +16,33 @@ from ._post import RelayPoster
 from ._redelivery import Redeliverer, RedeliveryRun, run_alert_redelivery
 from ._relay import default_deliverer, relay_router
 from ._rules import RULES_FILE, RUNBOOKS, AlertRule, iso_duration, load_rules, rule_by_id
+from ._silencer import NotYours, Silencer
+from ._silences import DAYS as SILENCE_DAYS
+from ._silences import LABELS as SILENCE_LABELS
+from ._silences import OPERATORS as SILENCE_OPERATORS
+from ._silences import STATES as SILENCE_STATES
+from ._silences import Silence, SilenceError
 
 __all__ = [
     "RULES_FILE",
     "RUNBOOKS",
+    "SILENCE_DAYS",
+    "SILENCE_LABELS",
+    "SILENCE_OPERATORS",
+    "SILENCE_STATES",
     "AlertRule",
     "Deliverer",
     "Evaluator",
+    "NotYours",
     "Outbox",
     "PendingDelivery",
     "Redeliverer",
     "RedeliveryPolicy",
     "RedeliveryRun",
     "RelayPoster",
+    "Silence",
+    "SilenceError",
+    "Silencer",
     "SqliteOutbox",
     "StateChange",
     "TableOutbox",

@@ -25,7 +25,14 @@ Every step is a telemetry event of the `alert-relay` service; together they are 
 history: `alert.fired` / `alert.resolved` (once per notice), `alert.delivered`,
 `alert.delivery_retry`, `alert.delivery_failed` (`queued: true` when the outbox took it),
 `alert.delivery_queued` (behind an earlier notice), `alert.delivery_abandoned` (given up),
-`alert.duplicate_dropped` and `alert.channel_skipped`.
+`alert.duplicate_dropped`, `alert.channel_skipped` and `alert.delivery_silenced`.
+
+Silences (kept in the outbox's store, see `_silences`): a Fired notice a silence holds is
+recorded (`silencedBy` on `alert.fired`) and, for each relayed channel, kept in the outbox
+as held (`held_by`) until the silence ends, when the redelivery timer sends it if the alert
+still fires. A Resolved notice whose Fired is still held on a channel removes it and is not
+sent either: that channel never heard of the alert. A Resolved whose Fired was sent is sent,
+silence or not, so that no PagerDuty incident is left open.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -61,6 +68,7 @@ from ._outbox import (
 )
 from ._payload import AlertNotice
 from ._rules import AlertRule
+from ._silences import Silence, labels_of, silencing
 
 #: Dimensions copied into every event as flat metadata keys so KQL can filter on them
 #: (integrationId and tenantId go to the event's top level, where the schema has them).
@@ -74,7 +82,8 @@ log = get_logger("alert-relay")
 @dataclass
 class ChannelOutcome:
     """What happened on one channel: delivered, queued (for redelivery), failed, skipped,
-    duplicate, superseded (a Fired that arrived after its Resolved) or action_group."""
+    duplicate, superseded (a Fired that arrived after its Resolved), silenced or
+    action_group."""
 
     channel: str
     status: str
@@ -98,12 +107,14 @@ class DeliveryReport:
     condition: str
     duplicate: bool
     outcomes: dict[str, ChannelOutcome] = field(default_factory=dict)
+    #: The silence that held this notice back, if one did.
+    silenced_by: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The relay's JSON answer."""
         return {
             "alertId": self.alert_id, "ruleId": self.rule_id, "condition": self.condition,
-            "duplicate": self.duplicate,
+            "duplicate": self.duplicate, "silencedBy": self.silenced_by,
             "channels": {name: o.status for name, o in self.outcomes.items()},
             "errors": {name: o.error for name, o in self.outcomes.items()
                        if o.status in ("failed", "queued") and o.error},
@@ -263,6 +274,21 @@ class Deliverer:
             integration_id=where.get("integration_id"), error=f"{type(exc).__name__}: {exc}",
             reason="the relay's claims are kept in memory meanwhile")
 
+    def silences(self) -> list[Silence]:
+        """Every silence kept (none without an outbox); raises when the store cannot say."""
+        return [] if self.outbox is None else self.outbox.silences()
+
+    def _silence_for(self, notice: AlertNotice, where: dict[str, Any]) -> Silence | None:
+        if not notice.fired or self.outbox is None:
+            return None
+        try:
+            return silencing(self.outbox.silences(), labels_of(notice), self.now())
+        except Exception as exc:  # unknown silences: notifying beats staying quiet
+            self._event("warn", "alert.outbox_failed", notice, where,
+                        error=f"{type(exc).__name__}: {exc}",
+                        reason="could not read the silences; the notice is delivered")
+            return None
+
     def deliver(self, notice: AlertNotice, rule: AlertRule) -> DeliveryReport:
         """Send `notice` to each of `rule.channels` once; never raises for a channel's failure."""
         where = self._where(notice)
@@ -271,8 +297,10 @@ class Deliverer:
         # Azure Monitor retries webhooks, so a Fired may come after its Resolved: the alert
         # stays resolved (recorded, not delivered), whichever instance took the Resolved.
         late = notice.fired and self._claimed(where, "notice", notice.alert_id, "Resolved")
+        silence = None if late else self._silence_for(notice, where)
+        report.silenced_by = silence.id if silence else None
         if first:
-            self._record_notice(notice, rule, where, late=late)
+            self._record_notice(notice, rule, where, late=late, silence=silence)
         sends: dict[str, Callable[[], ChannelOutcome]] = {}
         for name in rule.channels:
             if late and name not in ACTION_GROUP_CHANNELS:
@@ -295,6 +323,10 @@ class Deliverer:
                 report.outcomes[name] = ChannelOutcome(name, "duplicate")
                 self._event("info", "alert.duplicate_dropped", notice, where, channel=name)
                 continue
+            held = self._hold(channel, notice, rule, where, silence)
+            if held is not None:
+                report.outcomes[name] = held
+                continue
             queued = self._behind_queue(channel, notice, rule, where)
             if queued is not None:
                 report.outcomes[name] = queued
@@ -315,6 +347,45 @@ class Deliverer:
             return outcome
 
         return send
+
+    def _hold(self, channel: Channel, notice: AlertNotice, rule: AlertRule,
+              where: dict[str, Any], silence: Silence | None) -> ChannelOutcome | None:
+        """Keep a silenced Fired in the outbox until its silence ends; drop a Resolved whose
+        Fired is held there. None: send as usual."""
+        name = channel.name
+        if silence is not None:
+            try:
+                now = self.now()
+                window = silence.window(now)
+                self.outbox.add(replace(  # type: ignore[union-attr]
+                    self._pending(notice, name, channel.body(notice, rule), where, now,
+                                  window[1] if window else now, attempts=0),
+                    held_by=silence.id))
+            except Exception as exc:  # cannot hold it: sending beats losing it
+                self._event("warn", "alert.outbox_failed", notice, where, channel=name,
+                            error=f"{type(exc).__name__}: {exc}",
+                            reason="could not hold the silenced notice; it is sent")
+                return None
+            self._event("info", "alert.delivery_silenced", notice, where, channel=name,
+                        silence_id=silence.id, reason="held until the silence ends")
+            return ChannelOutcome(name, "silenced")
+        if notice.fired or self.outbox is None:
+            return None
+        try:
+            held = [e for e in self.outbox.pending(notice.alert_id, name)
+                    if e.held_by and e.condition == "Fired"]
+            for entry in held:
+                self.outbox.remove(entry)
+        except Exception as exc:
+            self._event("warn", "alert.outbox_failed", notice, where, channel=name,
+                        error=f"{type(exc).__name__}: {exc}")
+            return None
+        if not held:
+            return None
+        self._event("info", "alert.delivery_silenced", notice, where, channel=name,
+                    silence_id=held[0].held_by,
+                    reason="resolved while its Fired was held back: neither is sent")
+        return ChannelOutcome(name, "silenced")
 
     def _behind_queue(self, channel: Channel, notice: AlertNotice, rule: AlertRule,
                       where: dict[str, Any]) -> ChannelOutcome | None:
@@ -483,9 +554,12 @@ class Deliverer:
                 "integration_id": dims.get("integrationId") or None, **flat}
 
     def _record_notice(self, notice: AlertNotice, rule: AlertRule,
-                       where: dict[str, Any], late: bool = False) -> None:
+                       where: dict[str, Any], late: bool = False,
+                       silence: Silence | None = None) -> None:
         operation = "alert.fired" if notice.fired else "alert.resolved"
-        extra = {"late": True} if late else {}
+        extra: dict[str, Any] = {"late": True} if late else {}
+        if silence is not None:
+            extra["silenced_by"] = silence.id
         self._event("warn" if notice.fired and not late else "info", operation, notice, where,
                     **extra,
                     rule_name=notice.rule_name, title=rule.title,

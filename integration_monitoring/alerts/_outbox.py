@@ -10,6 +10,8 @@
     outbox.claim(key, now, until)         # True once per key, for every instance, until then
     outbox.claimed(key, now)              # whether someone holds that claim
     outbox.release(key)                   # the claim is free again (a delivery failed)
+    outbox.save_silence(silence)          # the silence with its new etag, or None if it changed
+    outbox.silences()                     # every silence kept (expired ones for a while)
 
 An entry holds what is needed to send the notice again and to record its events: alert id,
 condition, channel, rule, severity, tenant, integration, the flat dimensions, and the outgoing
@@ -19,7 +21,9 @@ from the settings when the entry is sent, so a rotated key applies to queued del
 Beside the entries, both stores keep the relay's claims, the ledger that makes it idempotent and
 ordered across instances: which notices were recorded, which were sent on which channel, and so
 which alerts are resolved already (a Fired arriving after its Resolved is then not delivered).
-Azure Monitor retries webhooks, and a retry may reach another instance.
+Azure Monitor retries webhooks, and a retry may reach another instance. They keep the silences
+too, so that every instance holds back the same notifications, and an entry a silence holds
+back (`held_by`) waits there until the silence ends.
 
 Both stores key an entry by channel and a hash of alert id and condition (Table Storage keys may
 not contain '/', which full Azure alert ids do), and both update and delete only the version
@@ -42,13 +46,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from ._silences import Silence
+
 TABLE_NAME = "alertoutbox"
 HOURS_SETTING = "ALERT_REDELIVERY_HOURS"
 SQLITE_NAME = "alert-outbox.sqlite3"
 #: Resolved waits for Fired on the same channel: the order a channel must see them in.
 CONDITION_ORDER = {"Fired": 0, "Resolved": 1}
-#: The Table Storage partition of the claims; channels partition the entries.
+#: The Table Storage partitions of the claims and the silences; channels partition the entries.
 CLAIMS_PARTITION = "claims"
+SILENCES_PARTITION = "silences"
+#: How long an ended silence is kept, to be listed as expired.
+SILENCE_KEPT = dt.timedelta(days=30)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order in SQLite
 
 
@@ -77,6 +86,8 @@ class PendingDelivery:
     #: Attempts by the redelivery timer; the backoff grows with them.
     redeliveries: int = 0
     last_error: str = ""
+    #: The silence holding it back (empty: it waits to be redelivered).
+    held_by: str = ""
     #: The stored version this copy was read at (None before it is stored).
     etag: str | None = None
 
@@ -93,6 +104,7 @@ class PendingDelivery:
             "tenantId": self.tenant_id, "integrationId": self.integration_id,
             "dimensions": self.dimensions, "attempts": self.attempts,
             "redeliveries": self.redeliveries, "lastError": self.last_error,
+            "heldBy": self.held_by,
         }
 
     @classmethod
@@ -106,7 +118,8 @@ class PendingDelivery:
             dimensions=dict(record.get("dimensions") or {}),
             attempts=int(record.get("attempts") or 0),
             redeliveries=int(record.get("redeliveries") or 0),
-            last_error=record.get("lastError") or "", etag=etag)
+            last_error=record.get("lastError") or "", held_by=record.get("heldBy") or "",
+            etag=etag)
 
 
 def claim_key(key: str) -> str:
@@ -141,6 +154,10 @@ class Outbox(Protocol):
     def release(self, key: str) -> None: ...
 
     def purge(self, now: dt.datetime) -> int: ...
+
+    def save_silence(self, silence: Silence) -> Silence | None: ...
+
+    def silences(self) -> list[Silence]: ...
 
     def close(self) -> None: ...
 
@@ -231,6 +248,9 @@ class SqliteOutbox:
                         " PRIMARY KEY (channel, key))")
                     db.execute("CREATE TABLE IF NOT EXISTS alert_claims ("
                                " key TEXT PRIMARY KEY, until TEXT NOT NULL)")
+                    db.execute("CREATE TABLE IF NOT EXISTS alert_silences ("
+                               " id TEXT PRIMARY KEY, ended_at TEXT NOT NULL,"
+                               " version INTEGER NOT NULL, silence TEXT NOT NULL)")
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -294,10 +314,35 @@ class SqliteOutbox:
             db.execute("DELETE FROM alert_claims WHERE key = ?", (claim_key(key),))
 
     def purge(self, now: dt.datetime) -> int:
-        """Forget claims that ran out."""
+        """Forget claims that ran out, and silences that ended long ago."""
         with self._db() as db:
+            db.execute("DELETE FROM alert_silences WHERE ended_at <= ?",
+                       (_text(now - SILENCE_KEPT),))
             return db.execute("DELETE FROM alert_claims WHERE until <= ?",
                               (_text(now),)).rowcount
+
+    def save_silence(self, silence: Silence) -> Silence | None:
+        """A new silence (no etag), or the version read (its etag) changed; None if another
+        writer got there first."""
+        record = json.dumps(silence.record())
+        with self._db() as db:
+            if silence.etag is None:
+                done = db.execute("INSERT OR IGNORE INTO alert_silences VALUES (?, ?, 1, ?)",
+                                  (silence.id, _text(silence.ended_at), record))
+                version = 1
+            else:
+                done = db.execute(
+                    "UPDATE alert_silences SET silence = ?, ended_at = ?, version = version + 1"
+                    " WHERE id = ? AND version = ?",
+                    (record, _text(silence.ended_at), silence.id, int(silence.etag)))
+                version = int(silence.etag) + 1
+        return replace(silence, etag=str(version)) if done.rowcount else None
+
+    def silences(self) -> list[Silence]:
+        with self._db() as db:
+            rows = db.execute("SELECT silence, version FROM alert_silences")
+            return [Silence.from_record(json.loads(text), str(version))
+                    for text, version in rows]
 
     def close(self) -> None:
         pass
@@ -366,7 +411,8 @@ class TableOutbox:
                            alert=alert_id)
 
     def entries(self) -> list[PendingDelivery]:
-        found = self._query("PartitionKey ne @claims", claims=CLAIMS_PARTITION)
+        found = self._query("PartitionKey ne @claims and PartitionKey ne @silences",
+                            claims=CLAIMS_PARTITION, silences=SILENCES_PARTITION)
         return sorted(found, key=lambda e: e.next_attempt_at)
 
     def _query(self, query: str, **parameters: Any) -> list[PendingDelivery]:
@@ -440,14 +486,49 @@ class TableOutbox:
         self._table().delete_entity(CLAIMS_PARTITION, claim_key(key))  # a 404 is fine
 
     def purge(self, now: dt.datetime) -> int:
-        """Forget claims that ran out."""
+        """Forget claims that ran out, and silences that ended long ago."""
         table = self._table()
+        old = table.query_entities("PartitionKey eq @silences and EndedAt le @then",
+                                   parameters={"silences": SILENCES_PARTITION,
+                                               "then": now - SILENCE_KEPT},
+                                   select=["PartitionKey", "RowKey"])
+        for row in list(old):
+            table.delete_entity(row["PartitionKey"], row["RowKey"])
         stale = list(table.query_entities("PartitionKey eq @claims and Until le @now",
                                           parameters={"claims": CLAIMS_PARTITION, "now": now},
                                           select=["PartitionKey", "RowKey"]))
         for row in stale:
             table.delete_entity(row["PartitionKey"], row["RowKey"])
         return len(stale)
+
+    def save_silence(self, silence: Silence) -> Silence | None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+        from azure.data.tables import UpdateMode
+
+        row = {"PartitionKey": SILENCES_PARTITION, "RowKey": silence.id,
+               "EndedAt": silence.ended_at,
+               "Silence": json.dumps(silence.record(), ensure_ascii=False)}
+        try:
+            if silence.etag is None:
+                done = self._table().create_entity(row)
+            else:
+                done = self._table().update_entity(
+                    row, mode=UpdateMode.REPLACE, etag=silence.etag,
+                    match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return replace(silence, etag=done.get("etag"))
+
+    def silences(self) -> list[Silence]:
+        rows = self._table().query_entities("PartitionKey eq @silences",
+                                            parameters={"silences": SILENCES_PARTITION})
+        return [Silence.from_record(json.loads(row["Silence"]), row.metadata.get("etag"))
+                for row in rows]
 
     def close(self) -> None:
         self._client.close()
@@ -464,7 +545,7 @@ def _entity(entry: PendingDelivery) -> dict[str, Any]:
         "Body": json.dumps(entry.body, ensure_ascii=False),
         "QueuedAt": entry.queued_at, "NextAttemptAt": entry.next_attempt_at,
         "Attempts": entry.attempts, "Redeliveries": entry.redeliveries,
-        "LastError": entry.last_error,
+        "LastError": entry.last_error, "HeldBy": entry.held_by,
     }
 
 
@@ -479,7 +560,8 @@ def _from_entity(entity: Any) -> PendingDelivery:
         dimensions=json.loads(entity.get("Dimensions") or "{}"),
         attempts=int(entity.get("Attempts") or 0),
         redeliveries=int(entity.get("Redeliveries") or 0),
-        last_error=entity.get("LastError") or "", etag=entity.metadata.get("etag"))
+        last_error=entity.get("LastError") or "", held_by=entity.get("HeldBy") or "",
+        etag=entity.metadata.get("etag"))
 
 
 # -- times ------------------------------------------------------------------------------------

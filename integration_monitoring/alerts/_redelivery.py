@@ -14,6 +14,10 @@ removed and recorded as `alert.delivery_abandoned` (error) when the channel refu
 (a 4xx other than 408/429), when its channel has been turned off, or when its next attempt
 would fall past the bound (ALERT_REDELIVERY_HOURS after it was queued). A Resolved entry waits
 while the Fired one of the same alert is still queued for that channel.
+
+An entry a silence holds back comes due when that silence's window ends. If a silence (that
+one, or another) still holds it, it waits for that window's end; if none does, it is released
+(`alert.silence_released`) and sent like any queued entry, its bound counted from then.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from ..telemetry import Telemetry, current, get_logger
 from ._delivery import Deliverer
 from ._outbox import CONDITION_ORDER, Outbox, PendingDelivery, RedeliveryPolicy
+from ._silences import Silence, silencing
 
 
 @dataclass
@@ -73,7 +78,17 @@ class Redeliverer:
         # Fired before Resolved, so that a Resolved waiting on its Fired goes in the same run.
         due = sorted(waiting, key=lambda e: (
             CONDITION_ORDER.get(e.condition, 0), e.next_attempt_at))
+        silences: list[Silence] | None = None
         for entry in due:
+            if entry.held_by:
+                if silences is None:
+                    try:
+                        silences = self.outbox.silences()
+                    except Exception as exc:  # try again next run rather than guess
+                        result.errors.append(f"silences: {type(exc).__name__}: {exc}")
+                        break
+                if self._still_held(entry, silences, now, result):
+                    continue
             if self._clock() >= stop_at:
                 break
             if entry.channel in down:
@@ -92,6 +107,32 @@ class Redeliverer:
             result.errors.append(f"outbox: {error}")
             get_logger("alert-relay").error("alert.outbox_failed", error=error,
                                             reason="could not forget expired claims")
+
+    def _still_held(self, entry: PendingDelivery, silences: list[Silence], now: dt.datetime,
+                    result: RedeliveryRun) -> bool:
+        """Reschedule a held entry to the end of the window that holds it, or release it."""
+        assert self.outbox is not None
+        labels = {"ruleId": entry.rule_id, "severity": entry.severity,
+                  "tenantId": entry.tenant_id or "", "integrationId": entry.integration_id or "",
+                  **entry.dimensions}
+        silence = silencing(silences, labels, now)
+        if silence is not None:
+            window = silence.window(now)
+            entry.held_by = silence.id
+            entry.next_attempt_at = window[1] if window else now
+            self.outbox.save(entry)
+            result.waiting += 1
+            return True
+        released_from = entry.held_by
+        entry.held_by = ""
+        entry.queued_at = entry.next_attempt_at = now
+        saved = self.outbox.save(entry)
+        if saved is None:  # another run took it
+            return True
+        entry.etag = saved.etag
+        self.deliverer.entry_event("info", "alert.silence_released", entry,
+                                   silence_id=released_from)
+        return False
 
     def _one(self, entry: PendingDelivery, now: dt.datetime, result: RedeliveryRun,
              down: set[str]) -> None:
