@@ -355,18 +355,28 @@ def test_malformed_bodies_are_400_naming_the_problem(client, slack, body, code, 
     assert slack.attempts == 0
 
 
-def test_unknown_rule_is_422(client, slack):
-    """An alert for a rule that is not in the rules list is refused with 422."""
+def test_an_alert_of_a_rule_not_in_the_list_reaches_the_default_route(client, slack,
+                                                                      captured):
+    """An alert of a rule made in the portal, or an Azure platform alert sharing the action
+    group, is not refused: it goes to the default route with a generic message, and the
+    history records it."""
     # given an alert whose custom properties name an unknown rule
     body = alert()
     body["data"]["customProperties"]["ruleId"] = "no-such-rule"
     body["data"]["alertContext"]["properties"]["ruleId"] = "no-such-rule"
-    # when it is posted, then it is refused and nothing is sent
+    body["data"]["essentials"]["alertRule"] = "Made in the portal"
+    # when it is posted
     response = post(client, body)
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "unknown_rule"
-    assert "no-such-rule" in response.json()["error"]["message"]
-    assert slack.attempts == 0
+    # then the default route's receivers for such alerts get it
+    assert response.status_code == 202, response.text
+    assert response.json()["route"] == "default"
+    assert response.json()["channels"] == {"email": "action_group", "slack": "delivered"}
+    [message] = slack.bodies
+    assert "Made in the portal" in json.dumps(message)
+    assert "unknown-rule.md" in json.dumps(message)
+    fired = captured.assert_event("alert.fired", ruleId="no-such-rule")
+    assert fired["metadata"]["route"] == "default"
+    assert fired["metadata"]["channels"] == ["email", "slack"]
 
 
 @pytest.mark.parametrize(("secret", "via", "status", "code"), [

@@ -419,3 +419,13 @@ def test_a_store_that_cannot_answer_is_a_503(api, relay_world, monkeypatch):
     answer = api.get("/api/admin/silences", headers=ADMIN)
     assert answer.status_code == 503 and answer.json()["error"]["code"] == \
         "silences_unavailable"
+
+
+def test_the_routes_are_shown_to_admins_without_secrets(api, relay_world):
+    answer = api.get("/api/admin/routes", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    routing = answer.json()
+    assert [r["name"] for r in routing["routes"]][-1] == "default"
+    assert {r["name"] for r in routing["receivers"]} >= {"email", "slack", "pagerduty"}
+    assert relay_world["slack"].url not in answer.text
+    assert api.get("/api/admin/routes", headers=READER_A).status_code == 403

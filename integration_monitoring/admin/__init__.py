@@ -18,7 +18,7 @@ from ._filters import FilterError, Filters, parse_filters
 from ._restatement import run_restatement
 from ._routes import PREFIX, Caller, admin_router, install_error_handlers
 from ._service import AdminService
-from ._silences_routes import silences_router
+from ._silences_routes import routes_router, silences_router
 
 __all__ = [
     "PREFIX",
@@ -43,6 +43,7 @@ __all__ = [
     "dashboard_router",
     "install_error_handlers",
     "parse_filters",
+    "routes_router",
     "run_restatement",
     "silences_router",
 ]

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from ..alerts import RUNBOOKS, load_rules
+from ..alerts import RUNBOOKS, UNKNOWN_RULE_RUNBOOK, load_rules
 from ._backends import BackendUnavailable, QueryFailed
 from ._filters import FilterError, Filters, definitions, openapi_parameters
 from ._routes import ERRORS, PREFIX, Caller, parsed
@@ -46,8 +46,9 @@ def dashboard_router(service_factory: Callable[[], AdminService], *, poll_s: flo
                      stream_s: float = 55.0, retry_ms: int = 3000) -> APIRouter:
     router = APIRouter()
     files = StaticFiles(DASHBOARD, ASSETS)
-    runbooks = StaticFiles(RUNBOOKS, {Path(rule.runbook).name: "text/markdown; charset=utf-8"
-                                      for rule in load_rules()})
+    runbooks = StaticFiles(RUNBOOKS, {Path(page).name: "text/markdown; charset=utf-8"
+                                      for page in [*(r.runbook for r in load_rules()),
+                                                   UNKNOWN_RULE_RUNBOOK]})
 
     @router.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

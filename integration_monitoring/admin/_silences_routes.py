@@ -1,4 +1,5 @@
-"""`/api/admin/silences`: make, list and end alert silences (see alerts/_silences.py).
+"""`/api/admin/silences`: make, list and end alert silences (see alerts/_silences.py); and
+`/api/admin/routes`: where alerts go (alerts/routes.json, or ALERT_ROUTES_FILE).
 
 Admins may silence anything; a tenant reader only alerts of their own tenants (the silence
 must carry a tenantId Equals matcher naming only those), and sees and ends only such ones.
@@ -6,6 +7,7 @@ must carry a tenantId Equals matcher naming only those), and sees and ends only 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +24,7 @@ from ..alerts import (
     NotYours,
     SilenceError,
     Silencer,
+    describe_routes,
 )
 from ..http import error_response
 from ._access import AccessDenied
@@ -114,6 +117,22 @@ def silences_router(silencer: Callable[[], Silencer]) -> APIRouter:
             return error_response(404, "not_found", f"no silence {silence_id!r}",
                                   "silence_id")
         return answer
+
+    return router
+
+
+def routes_router(routes: Callable[[], Any]) -> APIRouter:
+    """`routes` returns the relay's route table (the Deliverer's)."""
+    router = APIRouter(prefix="/api/admin/routes", tags=["alerts"], responses=ERRORS)
+
+    @router.get("")
+    async def list_routes(principal: Caller) -> Any:
+        """The alert routes in the order they are tried, and the receivers with whether the
+        setting holding each one's secret is set (never the secret). Admins only."""
+        if not principal.is_admin:
+            raise AccessDenied(403, "admins_only", "the routes name every tenant's receivers; "
+                               "they are for Monitoring.Admin callers")
+        return await _guarded(lambda: describe_routes(routes(), os.environ))
 
     return router
 

@@ -13,8 +13,11 @@ from ._outbox import (
     outbox_from_env,
 )
 from ._post import RelayPoster
+from ._processing_rules import NotRepresentable, ProcessingRules
 from ._redelivery import Redeliverer, RedeliveryRun, run_alert_redelivery
 from ._relay import default_deliverer, relay_router
+from ._routing import UNKNOWN_RULE_RUNBOOK, RouteTable, RoutingError, load_routes
+from ._routing import describe as describe_routes
 from ._rules import RULES_FILE, RUNBOOKS, AlertRule, iso_duration, load_rules, rule_by_id
 from ._silencer import NotYours, Silencer
 from ._silences import DAYS as SILENCE_DAYS
@@ -30,16 +33,21 @@ __all__ = [
     "SILENCE_LABELS",
     "SILENCE_OPERATORS",
     "SILENCE_STATES",
+    "UNKNOWN_RULE_RUNBOOK",
     "AlertRule",
     "Deliverer",
     "Evaluator",
+    "NotRepresentable",
     "NotYours",
     "Outbox",
     "PendingDelivery",
+    "ProcessingRules",
     "Redeliverer",
     "RedeliveryPolicy",
     "RedeliveryRun",
     "RelayPoster",
+    "RouteTable",
+    "RoutingError",
     "Silence",
     "SilenceError",
     "Silencer",
@@ -47,7 +55,9 @@ __all__ = [
     "StateChange",
     "TableOutbox",
     "default_deliverer",
+    "describe_routes",
     "iso_duration",
+    "load_routes",
     "load_rules",
     "outbox_from_env",
     "relay_router",

@@ -67,14 +67,15 @@ from ._outbox import (
     utc_now,
 )
 from ._payload import AlertNotice
+from ._routing import RouteTable, load_routes, receiver_channels, select
 from ._rules import AlertRule
 from ._silences import Silence, labels_of, silencing
 
 #: Dimensions copied into every event as flat metadata keys so KQL can filter on them
 #: (integrationId and tenantId go to the event's top level, where the schema has them).
 FLAT_DIMENSIONS = ("adapterType", "queue")
-#: Channels the Azure action group sends itself: the relay records them and sends nothing.
-ACTION_GROUP_CHANNELS = frozenset({"email"})
+#: Receiver types the Azure action group sends itself: the relay records them, sends nothing.
+ACTION_GROUP_TYPES = frozenset({"email"})
 
 log = get_logger("alert-relay")
 
@@ -109,12 +110,14 @@ class DeliveryReport:
     outcomes: dict[str, ChannelOutcome] = field(default_factory=dict)
     #: The silence that held this notice back, if one did.
     silenced_by: str | None = None
+    #: The route that chose its receivers.
+    route: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The relay's JSON answer."""
         return {
             "alertId": self.alert_id, "ruleId": self.rule_id, "condition": self.condition,
-            "duplicate": self.duplicate, "silencedBy": self.silenced_by,
+            "duplicate": self.duplicate, "silencedBy": self.silenced_by, "route": self.route,
             "channels": {name: o.status for name, o in self.outcomes.items()},
             "errors": {name: o.error for name, o in self.outcomes.items()
                        if o.status in ("failed", "queued") and o.error},
@@ -165,9 +168,10 @@ class Deliverer:
     """Sends notices to its channels; long-lived (it remembers what it delivered).
 
     The channels are Slack and PagerDuty from their settings (each off while unset), then
-    `channels` (one named like a standard channel replaces it). `outbox` keeps what could not
-    be delivered for the redelivery timer (None: a failure is final); `redelivery` says how
-    long and how often; `now` is the wall clock of its times.
+    the other receivers of `routes` (default: the routes file), then `channels` (one named like
+    another replaces it). `routes` says which of them each alert goes to. `outbox` keeps what
+    could not be delivered for the redelivery timer (None: a failure is final); `redelivery`
+    says how long and how often; `now` is the wall clock of its times.
     """
 
     def __init__(self, *, slack_webhook_url: str | None = None,
@@ -180,12 +184,18 @@ class Deliverer:
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  outbox: Outbox | None = None, redelivery: RedeliveryPolicy | None = None,
-                 now: Callable[[], dt.datetime] = utc_now) -> None:
+                 now: Callable[[], dt.datetime] = utc_now,
+                 routes: RouteTable | None = None) -> None:
         self.dashboard = Dashboard(dashboard_base_url or "")
+        self.routes = routes if routes is not None else load_routes()
         standard = standard_channels(self.dashboard, slack_webhook_url=slack_webhook_url,
                                      pagerduty_routing_key=pagerduty_routing_key,
                                      pagerduty_events_url=pagerduty_events_url)
-        self.channels: dict[str, Channel] = {c.name: c for c in [*standard, *channels]}
+        named = {c.name: c for c in standard}
+        for receiver in receiver_channels(self.routes, os.environ, self.dashboard,
+                                          pagerduty_events_url):
+            named.setdefault(receiver.name, receiver)  # the standard two keep their settings
+        self.channels: dict[str, Channel] = {**named, **{c.name: c for c in channels}}
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
         self.backoff_base = backoff_base
@@ -210,6 +220,7 @@ class Deliverer:
         (timeouts, backoff, outbox, channels) pass through."""
         env = os.environ if env is None else env
         options.setdefault("redelivery", RedeliveryPolicy.from_env(env))
+        options.setdefault("routes", load_routes(env=env))  # a bad file stops the start
         if "outbox" not in options:
             options["outbox"] = outbox_from_env(env)
         return cls(**settings_from_env(env),
@@ -299,16 +310,21 @@ class Deliverer:
         late = notice.fired and self._claimed(where, "notice", notice.alert_id, "Resolved")
         silence = None if late else self._silence_for(notice, where)
         report.silenced_by = silence.id if silence else None
+        chosen = select(self.routes, labels_of(notice), rule.channels)
+        report.route = chosen.route
+        names = [receiver.name for receiver in chosen.receivers]
+        by_agroup = {r.name for r in chosen.receivers if r.type in ACTION_GROUP_TYPES}
         if first:
-            self._record_notice(notice, rule, where, late=late, silence=silence)
+            self._record_notice(notice, rule, where, late=late, silence=silence,
+                                route=chosen.route, receivers=names)
         sends: dict[str, Callable[[], ChannelOutcome]] = {}
-        for name in rule.channels:
-            if late and name not in ACTION_GROUP_CHANNELS:
+        for name in names:
+            if late and name not in by_agroup:
                 report.outcomes[name] = ChannelOutcome(name, "superseded")
                 self._event("info", "alert.channel_skipped", notice, where, channel=name,
                             reason="resolved already: this Fired arrived after its Resolved")
                 continue
-            if name in ACTION_GROUP_CHANNELS:
+            if name in by_agroup:
                 report.outcomes[name] = ChannelOutcome(name, "action_group")
                 self._event("info", "alert.channel_skipped", notice, where, channel=name,
                             reason="handled by action group")
@@ -333,7 +349,7 @@ class Deliverer:
                 continue
             sends[name] = self._sender(channel, notice, rule)
         report.outcomes.update(self._run(sends, notice, where))
-        report.outcomes = {c: report.outcomes[c] for c in rule.channels if c in report.outcomes}
+        report.outcomes = {c: report.outcomes[c] for c in names if c in report.outcomes}
         return report
 
     def _sender(self, channel: Channel, notice: AlertNotice,
@@ -554,8 +570,8 @@ class Deliverer:
                 "integration_id": dims.get("integrationId") or None, **flat}
 
     def _record_notice(self, notice: AlertNotice, rule: AlertRule,
-                       where: dict[str, Any], late: bool = False,
-                       silence: Silence | None = None) -> None:
+                       where: dict[str, Any], *, late: bool, silence: Silence | None,
+                       route: str, receivers: list[str]) -> None:
         operation = "alert.fired" if notice.fired else "alert.resolved"
         extra: dict[str, Any] = {"late": True} if late else {}
         if silence is not None:
@@ -568,7 +584,7 @@ class Deliverer:
                     runbook_url=rule.runbook_url(),
                     dashboard_url=self.dashboard_url(notice.dimensions),
                     fired_at=notice.fired_at, resolved_at=notice.resolved_at,
-                    channels=list(rule.channels))
+                    channels=receivers, route=route)
 
     @staticmethod
     def _event(level: str, operation: str, notice: AlertNotice, where: dict[str, Any],

@@ -15,8 +15,10 @@ failing then is `queued`: the outbox keeps it and the redelivery timer sends it 
 `_redelivery`). Responses: 202 with
 `{"alertId", "ruleId", "condition", "duplicate", "channels": {...}, "errors": {...}}`; 400 for
 a body that is not a common-schema alert (the message names the field); 401 for a missing or
-wrong secret; 413 for a body over MAX_BODY; 422 `unknown_rule`; 503 `relay_not_configured`
-while ALERT_RELAY_SECRET is unset.
+wrong secret; 413 for a body over MAX_BODY; 503 `relay_not_configured` while
+ALERT_RELAY_SECRET is unset. An alert whose rule is not in the rules list (an Azure platform
+alert, a rule made in the portal, sharing the action group) goes through the routes like any
+other, with a generic message built from the common schema's essentials (`generic_rule`).
 
 What a caller without the secret can make us do is bounded: such a refusal (401, or 503
 while unconfigured) writes no event; it is counted in the `alert_relay_rejected_total`
@@ -51,7 +53,8 @@ from ..http import error_response
 from ..telemetry import current, get_logger
 from ._delivery import Deliverer
 from ._payload import PayloadError, parse_alert
-from ._rules import AlertRule, load_rules, rule_by_id
+from ._routing import generic_rule
+from ._rules import AlertRule, rule_by_id
 
 PATH = "/api/alerts/relay"
 SECRET_SETTING = "ALERT_RELAY_SECRET"
@@ -85,8 +88,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "the relay secret is missing or wrong",
           "content": {"application/json": {"schema": _ERROR}}},
     413: {"description": f"the body is over {MAX_BODY} bytes (refused as soon as it is)",
-          "content": {"application/json": {"schema": _ERROR}}},
-    422: {"description": "the alert names a rule that is not in the alert rules list",
           "content": {"application/json": {"schema": _ERROR}}},
     503: {"description": "ALERT_RELAY_SECRET is not set: the relay refuses every call",
           "content": {"application/json": {"schema": _ERROR}}},
@@ -171,13 +172,8 @@ def relay_router(deliverer_factory: Callable[[], Deliverer] = default_deliverer,
                                f"{where}.{name} must be a finite number, not {number}",
                                f"{where}.{name}")
 
-        rule = rules(notice.rule_id)
-        if rule is None:
-            known = ", ".join(r.id for r in load_rules())
-            return _reject(422, "unknown_rule",
-                           f"no alert rule {notice.rule_id!r} in the alert rules list "
-                           f"(known: {known})", "data.customProperties.ruleId")
         deliverer = deliverer_factory()
+        rule = rules(notice.rule_id) or generic_rule(notice, deliverer.routes)
         report = await run_in_threadpool(deliverer.deliver, notice, rule)
         return JSONResponse(report.summary(), status_code=202)
 
