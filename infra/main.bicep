@@ -276,6 +276,7 @@ module functionApp 'modules/function-app.bicep' = {
     pagerDutyEventsUrl: pagerDutyEventsUrl
     dashboardBaseUrl: dashboardBaseUrl
     runbookBaseUrl: runbookBaseUrl
+    alertRuleNamePrefix: namePrefix // alert-rules.bicep names each rule "<namePrefix>-<id>"
     telemetryStdout: telemetryStdout
     telemetryCardinalityLimit: telemetryCardinalityLimit
     maximumInstanceCount: maximumInstanceCount

@@ -19,9 +19,10 @@ from .admin import (
     backend_from_settings,
     dashboard_router,
     install_error_handlers,
+    routes_router,
     silences_router,
 )
-from .alerts import Deliverer, Silencer, default_deliverer, relay_router
+from .alerts import Deliverer, ProcessingRules, Silencer, default_deliverer, relay_router
 from .http import BaselineHeaders
 from .telemetry import configured, current
 
@@ -64,7 +65,8 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
 
     def silencer() -> Silencer:
         if not silencers:
-            silencers.append(Silencer((deliverer_factory or default_deliverer)()))
+            silencers.append(Silencer((deliverer_factory or default_deliverer)(),
+                                      ProcessingRules.from_env()))
         return silencers[0]
 
     @asynccontextmanager
@@ -91,6 +93,7 @@ def create_app(on_shutdown: Callable[[], None] | None = None,
     app.include_router(admin_router(service))
     app.include_router(relay_router(deliverer_factory or default_deliverer))
     app.include_router(silences_router(silencer))
+    app.include_router(routes_router(lambda: (deliverer_factory or default_deliverer)().routes))
     app.include_router(dashboard_router(service, **(stream_options or {})))
 
     @app.get("/api/health", tags=["operations"])

@@ -110,6 +110,7 @@ ROLES = {
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Azure Service Bus Data Owner": "090c5cfd-751d-490a-894a-3ce6f1109419",
+    "Monitoring Contributor": "749f88d5-cbae-40b8-bcfc-e573ddc772fa",
 }
 
 
@@ -326,7 +327,8 @@ def role_assignments(bicep) -> list[tuple[str, str, str]]:
                 continue
             body = next(child for child in walk(resource) if child.type == "object")
             props = properties(body)
-            scope = text(props["scope"])
+            # No scope: the deployment's own resource group.
+            scope = text(props["scope"]) if "scope" in props else "resourceGroup()"
             definition = text(properties(props["properties"])["roleDefinitionId"])
             match = re.fullmatch(
                 r"subscriptionResourceId\('Microsoft\.Authorization/"
@@ -341,7 +343,7 @@ def role_assignments(bicep) -> list[tuple[str, str, str]]:
             scoped = {
                 declared_name(r): resource_type(r).partition("@")[0].lower()
                 for r in declarations(root, "resource_declaration")
-            }
+            } | {"resourceGroup()": "microsoft.resources/resourcegroups"}
             found.append((path.name, scoped[scope.removesuffix("[i]")], role_ids(root)[role]))
     return found
 
@@ -359,6 +361,8 @@ def test_the_identity_gets_the_roles_it_needs_and_no_more(bicep):
         ("microsoft.insights/components", ROLES["Monitoring Metrics Publisher"]),
         # queue runtime properties need Manage: Data Owner, on each sampled queue only
         ("microsoft.servicebus/namespaces/queues", ROLES["Azure Service Bus Data Owner"]),
+        # silences as alert processing rules, which are resources of the group itself
+        ("microsoft.resources/resourcegroups", ROLES["Monitoring Contributor"]),
     }
 
 

@@ -99,6 +99,12 @@ param pagerDutyEventsUrl string = 'https://events.pagerduty.com/v2/enqueue'
 @description('DASHBOARD_BASE_URL: where Slack messages link to; empty uses https://<name>.azurewebsites.net.')
 param dashboardBaseUrl string = ''
 
+@description('ALERT_RULE_NAME_PREFIX: the name prefix of the alert rules (alert-rules.bicep names a rule "<prefix>-<rule id>"), so that a silence\'s alert processing rule can name them. Empty keeps silences out of Azure: ALERT_PROCESSING_RESOURCE_GROUP is then left empty.')
+param alertRuleNamePrefix string = ''
+
+@description('ALERT_ROUTES_FILE: path of a routes file inside the deployed package; empty uses the shipped integration_monitoring/alerts/routes.json. Each receiver it names reads its secret from a SLACK_WEBHOOK_URL_* or PAGERDUTY_ROUTING_KEY_* app setting set beside these.')
+param alertRoutesFile string = ''
+
 @description('RUNBOOK_BASE_URL: base address that serves docs/runbooks/<id>.md, for alert messages; empty: the app itself (WEBSITE_HOSTNAME).')
 param runbookBaseUrl string = ''
 
@@ -184,6 +190,13 @@ var codeSettings = {
   PAGERDUTY_EVENTS_URL: pagerDutyEventsUrl
   DASHBOARD_BASE_URL: empty(dashboardBaseUrl) ? 'https://${defaultHost}' : dashboardBaseUrl
   RUNBOOK_BASE_URL: runbookBaseUrl
+  ALERT_ROUTES_FILE: alertRoutesFile
+  // Silences as alert processing rules in this resource group, on everything in it (the alerts
+  // fire on the workspace); the identity is Monitoring Contributor here (rbac.bicep).
+  ALERT_PROCESSING_RESOURCE_GROUP: empty(alertRuleNamePrefix) ? '' : resourceGroup().name
+  ALERT_PROCESSING_SUBSCRIPTION_ID: subscription().subscriptionId
+  ALERT_PROCESSING_SCOPES: resourceGroup().id
+  ALERT_RULE_NAME_PREFIX: alertRuleNamePrefix
   TELEMETRY_STDOUT: telemetryStdout ? 'true' : 'false'
   TELEMETRY_PROMETHEUS: telemetryPrometheus ? 'true' : 'false'
   TELEMETRY_CARDINALITY_LIMIT: string(telemetryCardinalityLimit)

@@ -13,6 +13,15 @@
 //   Monitoring Metrics Publisher, on Application Insights (when enabled): telemetry ingestion with
 //     Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING), which the host and the Python
 //     exporter (azure-monitor-opentelemetry-exporter) both honour.
+//   Monitoring Contributor, on this resource group (when enabled): each silence becomes an alert
+//     processing rule (Microsoft.AlertsManagement/actionRules) created, replaced and deleted here
+//     (integration_monitoring/alerts/_processing_rules.py). Of the built-in monitoring roles it is
+//     the only one with Microsoft.AlertsManagement/actionRules/* (Monitoring Reader only reads),
+//     and no narrower built-in role was found. It also lets the app change this
+//     group's alert rules, action groups and diagnostic settings; a custom role with
+//     actionRules/* alone would be narrower, at the price of a role definition to deploy.
+//     https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/monitor#monitoring-contributor
+//     The rule is a resource of this group, so the role cannot be scoped to the workspace.
 // The Service Bus role is in rbac-servicebus.bicep, deployed to the namespace's resource group.
 //
 // Built-in role ids: Microsoft Learn "Azure built-in roles". API versions: roleAssignments
@@ -37,11 +46,15 @@ param appInsightsName string
 @description('Give the identity Monitoring Metrics Publisher on Application Insights (telemetry ingestion with Entra ID).')
 param assignMetricsPublisher bool = true
 
+@description('Give the identity Monitoring Contributor on this resource group, to keep an alert processing rule for each silence.')
+param assignAlertProcessingRules bool = true
+
 var roles = {
   logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  monitoringContributor: '749f88d5-cbae-40b8-bcfc-e573ddc772fa'
 }
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2025-02-01' existing = {
@@ -107,5 +120,16 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'Telemetry ingestion with Entra ID'
+  }
+}
+
+// No `scope`: an extension resource without one applies to the deployment's scope, this group.
+resource processingRulesWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (assignAlertProcessingRules) {
+  name: guid(resourceGroup().id, principalId, roles.monitoringContributor)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'Silences: alert processing rules in this resource group'
   }
 }
