@@ -316,3 +316,46 @@ def test_requests_without_a_token_or_api_version_are_refused(arm):
         with pytest.raises(HttpResponseError) as raised:
             client.alert_processing_rules.get_by_name(arm.resource_group, "r1")
         assert raised.value.status_code == 404
+
+
+# -- through the admin API --------------------------------------------------------------------
+
+
+def test_the_api_mirrors_a_silence_in_azure_and_removes_it_when_expired(arm, rules, tmp_path,
+                                                                        monkeypatch):
+    """Making a silence through the API puts its rule; expiring it deletes the rule; Azure
+    refusing leaves the relay's silence in place and says so in the answer."""
+    from fastapi.testclient import TestClient
+
+    from integration_monitoring.admin import LocalBackend
+    from integration_monitoring.alerts import SqliteOutbox
+    from integration_monitoring.alerts._delivery import Deliverer
+    from integration_monitoring.app import create_app
+    from integration_monitoring.store import TelemetryStore
+
+    monkeypatch.delenv("ADMIN_API_TOKEN", raising=False)
+    deliverer = Deliverer(outbox=SqliteOutbox(tmp_path / "outbox.sqlite3"))
+    store = TelemetryStore(tmp_path / "telemetry.duckdb")
+    app = create_app(backend=LocalBackend(store), deliverer_factory=lambda: deliverer,
+                     restatements=False)
+    monkeypatch.setattr("integration_monitoring.app.ProcessingRules.from_env",
+                        staticmethod(lambda env=None: rules))
+    body = {"matchers": [{"label": "adapterType", "values": ["zendesk"]}],
+            "endsAt": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).isoformat(),
+            "comment": "provider maintenance"}
+    with TestClient(app) as client:
+        made = client.post("/api/admin/silences", json=body)
+        assert made.status_code == 201, made.text
+        name = made.json()["processingRule"]
+        assert name in arm.rules
+        assert arm.rules[name]["properties"]["actions"] == [
+            {"actionType": "RemoveAllActionGroups"}]
+        client.post(f"/api/admin/silences/{made.json()['id']}/expire")
+        assert name not in arm.rules
+        arm.fail_next(1, 500)
+        refused = client.post("/api/admin/silences", json=body)
+        assert refused.status_code == 201 and "processingRuleError" in refused.json()
+        assert sorted(s["state"] for s in client.get("/api/admin/silences").json()[
+            "silences"]) == ["active", "expired"]
+    store.close()
+    deliverer.close()
