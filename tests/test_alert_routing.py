@@ -1,5 +1,6 @@
-"""Alert routing: the routes file, choosing a route, grouping Slack messages, alerts whose rule
-is not ours, and what the dashboard is shown. Pure: no network, a clock moved by the test."""
+"""Alert routing: the routes file, choosing a route, a group's one Slack message, alerts whose
+rule is not ours, and what the dashboard is shown. Pure: no network, no clock. Grouping as the
+relay does it, through its outbox and the redelivery timer, is tests/test_alert_grouping.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from integration_monitoring.alerts._payload import AlertNotice, build_log_alert,
 from integration_monitoring.alerts._routing import (
     ROUTES_FILE,
     UNKNOWN_RULE_RUNBOOK,
-    Groups,
+    Group,
     RoutingError,
     describe,
     generic_rule,
@@ -232,84 +233,48 @@ def test_generic_rule_takes_the_default_routes_own_receivers():
 # -- grouping --------------------------------------------------------------------------------
 
 
-class Tick:
-    def __init__(self) -> None:
-        self.at = 1000.0
-
-    def __call__(self) -> float:
-        return self.at
-
-
-def test_alerts_within_the_wait_join_one_group_and_later_ones_open_another():
-    routes, clock = table(), Tick()
-    groups = Groups(clock)
-    first = notice("slow-sync-processing", alert_id="a1", adapterType="legacy-sap")
-    second = notice("high-rate-limit-hits", alert_id="a2", adapterType="legacy-sap")
-    assert groups.add(route_of(routes, first), first) is True
-    assert groups.next_due() == 1120.0
-    clock.at += 119
-    assert groups.add(route_of(routes, second), second) is False
-    assert groups.due() == []
-    clock.at += 1
-    [group] = groups.due()
-    assert set(group.notices) == {"a1", "a2"} and group.route == "noisy-adapters"
-    assert len(groups) == 0 and groups.next_due() is None
-    late = notice("slow-sync-processing", alert_id="a3", adapterType="legacy-sap")
-    assert groups.add(route_of(routes, late), late) is True
+def group_of(*notices: AlertNotice, routes=None) -> Group:
+    """The group the relay's timer builds for `notices` of one route and group key."""
+    routes = routes or table()
+    chosen = route_of(routes, notices[0])
+    assert chosen.group_key is not None, "the first notice's route does not group"
+    group = Group(chosen.route, chosen.group_key, tuple(r.name for r in chosen.grouped),
+                  chosen.wait_seconds, 0.0, 0.0)
+    for n in notices:
+        assert route_of(routes, n).group_key == chosen.group_key
+        group.add(n)
+    return group
 
 
-def test_a_notice_after_the_wait_opens_a_new_group_even_before_due_is_called():
-    routes, clock = table(), Tick()
-    groups = Groups(clock)
-    for alert_id in ("a1", "a2"):
-        n = notice("slow-sync-processing", alert_id=alert_id, adapterType="legacy-sap")
-        assert groups.add(route_of(routes, n), n) is True
-        clock.at += 120
-    first, second = groups.due()
-    assert list(first.notices) == ["a1"] and list(second.notices) == ["a2"]
-
-
-def test_separate_group_keys_are_separate_groups():
-    routes, clock = table(), Tick()
-    groups = Groups(clock)
-    for alert_id, adapter in (("a1", "legacy-sap"), ("a2", "legacy-oracle"), ("a3", "legacy-sap")):
-        n = notice("slow-sync-processing", alert_id=alert_id, adapterType=adapter)
-        groups.add(route_of(routes, n), n)
-    clock.at += 120
-    found = {g.key: set(g.notices) for g in groups.due()}
-    assert found == {(("adapterType", "legacy-sap"),): {"a1", "a3"},
-                     (("adapterType", "legacy-oracle"),): {"a2"}}
+def test_only_slack_receivers_of_a_grouping_route_are_grouped():
+    """PagerDuty keeps one incident per alert and e-mail is the action group's."""
+    both = copy.deepcopy(ROUTES)
+    route(both, "noisy-adapters")["receivers"] = ["email", "slack", "pd-team-b"]
+    chosen = route_of(table(both), notice("slow-sync-processing", adapterType="legacy-sap"))
+    assert [r.name for r in chosen.receivers] == ["email", "slack", "pd-team-b"]
+    assert [r.name for r in chosen.grouped] == ["slack"]
+    not_grouping = route_of(table(), notice(tenantId="payments"))
+    assert not_grouping.group_key is None and not_grouping.grouped == ()
 
 
 def test_an_alert_shows_once_in_its_latest_state():
-    routes, groups = table(), Groups(Tick())
     fired = notice("slow-sync-processing", alert_id="a1", adapterType="legacy-sap")
     resolved = notice("slow-sync-processing", "Resolved", alert_id="a1", adapterType="legacy-sap")
-    for n in (fired, resolved, fired):  # Azure may retry the Fired after the Resolved
-        groups.add(route_of(routes, n), n)
-    [group] = groups._open.values()
-    assert [n.condition for n in group.notices.values()] == ["Resolved"]
-
-
-def test_a_route_that_does_not_group_is_refused():
-    routes = table()
-    n = notice(tenantId="payments")
-    with pytest.raises(ValueError, match="payments-critical"):
-        Groups(Tick()).add(route_of(routes, n), n)
+    other = notice("high-rate-limit-hits", alert_id="a2", adapterType="legacy-sap")
+    # Azure may retry the Fired after the Resolved: it changes nothing.
+    group = group_of(fired, other, resolved, fired)
+    assert {k: n.condition for k, n in group.notices.items()} == {"a1": "Resolved",
+                                                                  "a2": "Fired"}
+    body = group_message(group, lambda n: rule_by_id(n.rule_id))
+    assert "2 alerts · 1 firing, 1 resolved" in body["blocks"][0]["text"]["text"]
 
 
 def test_one_slack_message_for_a_group():
-    routes, clock = table(), Tick()
-    groups = Groups(clock)
-    notices = [notice("slow-sync-processing", alert_id="a1", adapterType="legacy-sap",
-                      tenantId="t-1"),
-               notice("high-rate-limit-hits", alert_id="a2", adapterType="legacy-sap"),
-               notice("high-rate-limit-hits", "Resolved", alert_id="a3",
-                      adapterType="legacy-sap")]
-    for n in notices:
-        groups.add(route_of(routes, n), n)
-    clock.at += 120
-    [group] = groups.due()
+    group = group_of(
+        notice("slow-sync-processing", alert_id="a1", adapterType="legacy-sap", tenantId="t-1"),
+        notice("high-rate-limit-hits", alert_id="a2", adapterType="legacy-sap"),
+        notice("high-rate-limit-hits", "Resolved", alert_id="a3", adapterType="legacy-sap"))
+    assert group.route == "noisy-adapters" and group.key == (("adapterType", "legacy-sap"),)
     body = group_message(group, lambda n: rule_by_id(n.rule_id),
                          Dashboard("https://intmon.example"))
     header = body["blocks"][0]["text"]["text"]
@@ -321,32 +286,32 @@ def test_one_slack_message_for_a_group():
     assert "tenantId=`t-1`" in sections[0]
     assert "<https://intmon.example/dashboard?tenantId=t-1&amp;adapterType=legacy-sap|" \
         in sections[0]
-    assert "noisy-adapters" in json.dumps(body["attachments"])
+    footer = json.dumps(body["attachments"])
+    assert "noisy-adapters" in footer and "alerts within 120 s" in footer
     assert body["text"].startswith("3 alerts (2 firing, 1 resolved) adapterType=legacy-sap: ")
 
 
 def test_a_large_group_stays_within_slacks_limits_and_counts_the_rest():
-    routes, groups = table(), Groups(Tick())
-    for i in range(120):
-        n = notice("slow-sync-processing", alert_id=f"a{i}", adapterType="legacy-sap",
-                   integrationId="int-" + "x" * 250 + str(i))
-        groups.add(route_of(routes, n), n)
-    [group] = groups._open.values()
+    group = group_of(*(notice("slow-sync-processing", alert_id=f"a{i}", adapterType="legacy-sap",
+                              integrationId="int-" + "x" * 250 + str(i)) for i in range(120)))
+    assert len(group.notices) == 120
     body = group_message(group, lambda n: rule_by_id(n.rule_id))
     texts = [b["text"]["text"] for b in body["blocks"]]
     assert len(body["blocks"]) <= MAX_BLOCKS
     assert sum(slack_len(t) for t in texts) <= TOTAL_TEXT_BUDGET
     shown = len(texts) - 2  # the header and the closing line
+    assert shown > 0
     assert texts[-1].startswith(f"… and {120 - shown} more alerts")
 
 
 def test_a_group_of_one_is_the_usual_message():
-    routes, groups = table(), Groups(Tick())
     n = notice("slow-sync-processing", adapterType="legacy-sap")
-    groups.add(route_of(routes, n), n)
-    [group] = groups._open.values()
     rule = rule_by_id(n.rule_id)
-    assert group_message(group, lambda _: rule) == SlackChannel(None).body(n, rule)
+    assert group_message(group_of(n), lambda _: rule) == SlackChannel(None).body(n, rule)
+    # An alert's Fired and Resolved are a group of one too: the usual Resolved message.
+    resolved = notice("slow-sync-processing", "Resolved", adapterType="legacy-sap")
+    assert group_message(group_of(n, resolved), lambda _: rule) == \
+        SlackChannel(None).body(resolved, rule)
 
 
 # -- start-up errors -------------------------------------------------------------------------

@@ -33,6 +33,11 @@ as held (`held_by`) until the silence ends, when the redelivery timer sends it i
 still fires. A Resolved notice whose Fired is still held on a channel removes it and is not
 sent either: that channel never heard of the alert. A Resolved whose Fired was sent is sent,
 silence or not, so that no PagerDuty incident is left open.
+
+Routes (`_routing`) choose the receivers. A route that groups sends its Slack receivers one
+message for the alerts of the same group values within its wait: each notice waits in the
+outbox in its group (`alert.delivery_grouped`), and the redelivery timer sends the group's
+message when the first one's wait is over (`alert.delivered` with `grouped: true` for each).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -66,8 +72,8 @@ from ._outbox import (
     outbox_from_env,
     utc_now,
 )
-from ._payload import AlertNotice
-from ._routing import RouteTable, load_routes, receiver_channels, select
+from ._payload import AlertNotice, notice_record
+from ._routing import RouteTable, Selection, load_routes, receiver_channels, select
 from ._rules import AlertRule
 from ._silences import Silence, labels_of, silencing
 
@@ -83,8 +89,8 @@ log = get_logger("alert-relay")
 @dataclass
 class ChannelOutcome:
     """What happened on one channel: delivered, queued (for redelivery), failed, skipped,
-    duplicate, superseded (a Fired that arrived after its Resolved), silenced or
-    action_group."""
+    duplicate, superseded (a Fired that arrived after its Resolved), silenced, grouped (waits
+    for its group's message) or action_group."""
 
     channel: str
     status: str
@@ -314,6 +320,7 @@ class Deliverer:
         report.route = chosen.route
         names = [receiver.name for receiver in chosen.receivers]
         by_agroup = {r.name for r in chosen.receivers if r.type in ACTION_GROUP_TYPES}
+        grouped = {r.name for r in chosen.grouped}
         if first:
             self._record_notice(notice, rule, where, late=late, silence=silence,
                                 route=chosen.route, receivers=names)
@@ -343,6 +350,11 @@ class Deliverer:
             if held is not None:
                 report.outcomes[name] = held
                 continue
+            if name in grouped:
+                joined = self._join_group(channel, notice, rule, where, chosen)
+                if joined is not None:
+                    report.outcomes[name] = joined
+                    continue
             queued = self._behind_queue(channel, notice, rule, where)
             if queued is not None:
                 report.outcomes[name] = queued
@@ -402,6 +414,36 @@ class Deliverer:
                     silence_id=held[0].held_by,
                     reason="resolved while its Fired was held back: neither is sent")
         return ChannelOutcome(name, "silenced")
+
+    def _join_group(self, channel: Channel, notice: AlertNotice, rule: AlertRule,
+                    where: dict[str, Any], chosen: Selection) -> ChannelOutcome | None:
+        """Wait in the outbox with the open group of this route and group values on this
+        channel (opening one, due after the route's wait). None: send it on its own (no
+        outbox, or this alert already waits there for another reason)."""
+        if self.outbox is None:
+            return None
+        name = channel.name
+        group = "|".join([chosen.route, *(f"{k}={quote(v, safe='')}"
+                                          for k, v in chosen.group_key or ())])
+        try:
+            waiting = [e for e in self.outbox.entries() if e.channel == name]
+            if any(e.alert_id == notice.alert_id and e.group != group for e in waiting):
+                return None  # behind a failed or held notice of its own: keep the order
+            now = self.now()
+            due = min((e.next_attempt_at for e in waiting if e.group == group),
+                      default=now + dt.timedelta(seconds=chosen.wait_seconds))
+            entry = replace(self._pending(notice, name, channel.body(notice, rule), where, now,
+                                          due, attempts=0),
+                            group=group, notice=notice_record(notice))
+            self.outbox.add(entry)
+        except Exception as exc:  # cannot wait: sending alone beats not sending
+            self._event("warn", "alert.outbox_failed", notice, where, channel=name,
+                        error=f"{type(exc).__name__}: {exc}",
+                        reason="could not group the notice; it is sent on its own")
+            return None
+        self._event("info", "alert.delivery_grouped", notice, where, channel=name,
+                    group=group, due_at=due)
+        return ChannelOutcome(name, "grouped")
 
     def _behind_queue(self, channel: Channel, notice: AlertNotice, rule: AlertRule,
                       where: dict[str, Any]) -> ChannelOutcome | None:

@@ -88,6 +88,10 @@ class PendingDelivery:
     last_error: str = ""
     #: The silence holding it back (empty: it waits to be redelivered).
     held_by: str = ""
+    #: The group it waits in (route and group values; empty: sent on its own), with the
+    #: notice itself, from which the group's one message is built.
+    group: str = ""
+    notice: dict[str, Any] | None = None
     #: The stored version this copy was read at (None before it is stored).
     etag: str | None = None
 
@@ -104,7 +108,7 @@ class PendingDelivery:
             "tenantId": self.tenant_id, "integrationId": self.integration_id,
             "dimensions": self.dimensions, "attempts": self.attempts,
             "redeliveries": self.redeliveries, "lastError": self.last_error,
-            "heldBy": self.held_by,
+            "heldBy": self.held_by, "group": self.group, "notice": self.notice,
         }
 
     @classmethod
@@ -119,7 +123,7 @@ class PendingDelivery:
             attempts=int(record.get("attempts") or 0),
             redeliveries=int(record.get("redeliveries") or 0),
             last_error=record.get("lastError") or "", held_by=record.get("heldBy") or "",
-            etag=etag)
+            group=record.get("group") or "", notice=record.get("notice"), etag=etag)
 
 
 def claim_key(key: str) -> str:
@@ -545,7 +549,8 @@ def _entity(entry: PendingDelivery) -> dict[str, Any]:
         "Body": json.dumps(entry.body, ensure_ascii=False),
         "QueuedAt": entry.queued_at, "NextAttemptAt": entry.next_attempt_at,
         "Attempts": entry.attempts, "Redeliveries": entry.redeliveries,
-        "LastError": entry.last_error, "HeldBy": entry.held_by,
+        "LastError": entry.last_error, "HeldBy": entry.held_by, "Group": entry.group,
+        "Notice": json.dumps(entry.notice, ensure_ascii=False) if entry.notice else "",
     }
 
 
@@ -561,6 +566,8 @@ def _from_entity(entity: Any) -> PendingDelivery:
         attempts=int(entity.get("Attempts") or 0),
         redeliveries=int(entity.get("Redeliveries") or 0),
         last_error=entity.get("LastError") or "", held_by=entity.get("HeldBy") or "",
+        group=entity.get("Group") or "",
+        notice=json.loads(entity["Notice"]) if entity.get("Notice") else None,
         etag=entity.metadata.get("etag"))
 
 

@@ -32,6 +32,7 @@ are read. Metric alerts put their dimensions, `metricValue` and `threshold` in t
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -110,6 +111,26 @@ class AlertNotice:
     @property
     def fired(self) -> bool:
         return self.condition == "Fired"
+
+
+_NOTICE_TIMES = ("fired_at", "resolved_at", "window_start", "window_end")
+
+
+def notice_record(notice: AlertNotice) -> dict[str, Any]:
+    """A notice as JSON-ready values, for the outbox to keep (times as ISO text)."""
+    record = dataclasses.asdict(notice)
+    for name in _NOTICE_TIMES:
+        if record[name] is not None:
+            record[name] = record[name].isoformat()
+    return record
+
+
+def notice_from_record(record: dict[str, Any]) -> AlertNotice:
+    values = dict(record)
+    for name in _NOTICE_TIMES:
+        if values.get(name) is not None:
+            values[name] = dt.datetime.fromisoformat(values[name])
+    return AlertNotice(**values)
 
 
 # -- building ---------------------------------------------------------------------------------

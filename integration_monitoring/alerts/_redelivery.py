@@ -18,6 +18,9 @@ while the Fired one of the same alert is still queued for that channel.
 An entry a silence holds back comes due when that silence's window ends. If a silence (that
 one, or another) still holds it, it waits for that window's end; if none does, it is released
 (`alert.silence_released`) and sent like any queued entry, its bound counted from then.
+
+Entries waiting in a group (a route that groups Slack messages) go out together: when the
+group comes due, one message built from all its notices, retried as one.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from ..telemetry import Telemetry, current, get_logger
 from ._delivery import Deliverer
 from ._outbox import CONDITION_ORDER, Outbox, PendingDelivery, RedeliveryPolicy
+from ._payload import notice_from_record
+from ._routing import Group, generic_rule, group_message
+from ._rules import rule_by_id
 from ._silences import Silence, silencing
 
 
@@ -79,6 +86,7 @@ class Redeliverer:
         due = sorted(waiting, key=lambda e: (
             CONDITION_ORDER.get(e.condition, 0), e.next_attempt_at))
         silences: list[Silence] | None = None
+        groups_sent: set[tuple[str, str]] = set()
         for entry in due:
             if entry.held_by:
                 if silences is None:
@@ -94,7 +102,16 @@ class Redeliverer:
             if entry.channel in down:
                 result.waiting += 1
                 continue
+            if entry.group:
+                if (entry.channel, entry.group) in groups_sent:
+                    continue
+                groups_sent.add((entry.channel, entry.group))
+                members = [e for e in due if (e.channel, e.group) == (entry.channel,
+                                                                      entry.group)]
             try:
+                if entry.group:
+                    self._group(members, now, result, down)
+                    continue
                 self._one(entry, now, result, down)
             except Exception as exc:  # one entry's storage trouble must not stop the others
                 error = f"{type(exc).__name__}: {exc}"
@@ -178,6 +195,67 @@ class Redeliverer:
                                    delay_seconds=wait.total_seconds(),
                                    next_attempt_at=entry.next_attempt_at, error=outcome.error)
         result.rescheduled += 1
+
+    def _group(self, members: list[PendingDelivery], now: dt.datetime,
+               result: RedeliveryRun, down: set[str]) -> None:
+        """One message for every notice of a group that is due, retried as one."""
+        assert self.outbox is not None
+        for entry in [e for e in members if now >= self.policy.deadline(e)]:
+            members.remove(entry)
+            self._abandon(entry, result, f"not delivered within "
+                          f"{self.policy.bound.total_seconds() / 3600:g} h of being queued")
+        if not members:
+            return
+        first = members[0]
+        route, *values = first.group.split("|")
+        key = tuple((k, unquote(v)) for k, _, v in (p.partition("=") for p in values))
+        found = next((r for r in self.deliverer.routes.routes if r.name == route), None)
+        seconds = found.group.wait_seconds if found is not None and found.group else 0
+        group = Group(route, key, (first.channel,), seconds, 0.0, 0.0)
+        for entry in sorted(members, key=lambda e: CONDITION_ORDER.get(e.condition, 0)):
+            group.add(notice_from_record(entry.notice or {}))
+        try:
+            body = group_message(group, lambda n: rule_by_id(n.rule_id) or generic_rule(
+                n, self.deliverer.routes), self.deliverer.dashboard)
+        except Exception as exc:  # the same entries would fail the same way every run
+            for entry in members:
+                self._abandon(entry, result, f"its group's message could not be built: "
+                              f"{type(exc).__name__}: {exc}")
+            return
+        outcome = self.deliverer.send_once(first.channel, body)
+        if outcome.status == "delivered":
+            for entry in members:
+                self.deliverer.entry_event("info", "alert.delivered", entry,
+                                           attempts=entry.attempts + 1, grouped=True,
+                                           group=entry.group, group_size=len(group.notices),
+                                           queued_at=entry.queued_at)
+                self.outbox.remove(entry)
+                result.delivered += 1
+            return
+        # One schedule for the group, so that a notice that joined it late stays in it.
+        rounds = max(e.redeliveries for e in members) + 1
+        wait = max(self.policy.delay(rounds + 1),
+                   dt.timedelta(seconds=outcome.retry_after or 0))
+        for entry in members:  # each keeps its own bound and record
+            entry.attempts += outcome.attempts
+            if outcome.permanent:
+                self._abandon(entry, result, f"permanent failure: {outcome.error}")
+                continue
+            entry.redeliveries = rounds
+            if now + wait > self.policy.deadline(entry):
+                self._abandon(entry, result, f"gave up after {entry.attempts} attempts: "
+                              f"{outcome.error}")
+                continue
+            entry.last_error = outcome.error or ""
+            entry.next_attempt_at = now + wait
+            self.outbox.save(entry)
+            self.deliverer.entry_event("warn", "alert.delivery_retry", entry,
+                                       attempt=entry.attempts, redelivered=True, grouped=True,
+                                       delay_seconds=wait.total_seconds(),
+                                       next_attempt_at=entry.next_attempt_at,
+                                       error=outcome.error)
+            result.rescheduled += 1
+        down.add(first.channel)
 
     def _behind(self, entry: PendingDelivery) -> bool:
         """Whether an earlier notice of the same alert still waits for this channel."""

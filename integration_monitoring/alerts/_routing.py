@@ -8,10 +8,13 @@ e-mail) get an alert, read from routes.json beside this module (or ALERT_ROUTES_
     chosen.grouped                                           # who gets it in a group message
     channels = receiver_channels(table, os.environ, dashboard) # one Channel per receiver
 
-    groups = Groups()                                        # per process, clock injectable
-    groups.add(chosen, notice)                               # True: opened, send at due_at
-    for group in groups.due():
-        body = group_message(group, rule_of, dashboard)      # one Slack message for all
+    group = Group(route, key, receivers, wait_seconds, opened_at, due_at)
+    group.add(notice)                                        # an alert once, latest state
+    body = group_message(group, rule_of, dashboard)          # one Slack message for all
+
+Grouping itself is kept in the relay's outbox, not here: the Deliverer puts a grouped notice
+there with its group (`_delivery`), and the redelivery timer builds the group's one message
+with `Group` and `group_message` when its wait is over (`_redelivery`).
 
 The file holds no secret: a receiver names the setting that holds its webhook URL or routing
 key, read when a message is sent, so rotating a secret needs no change here. The shipped file
@@ -25,8 +28,6 @@ import datetime as dt
 import json
 import os
 import re
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,7 +171,7 @@ class Selection:
         """The receivers that get this alert inside its group's message: the Slack ones of a
         grouping route. PagerDuty keeps one incident per alert (a Resolved must close its
         own Fired), and e-mail is the action group's, so those are never held back."""
-        if self.group_key is None:
+        if self.group_key is None or self.wait_seconds == 0:
             return ()
         return tuple(r for r in self.receivers if r.type == "slack")
 
@@ -452,8 +453,9 @@ def describe(table: RouteTable, env: Mapping[str, str]) -> dict[str, Any]:
 
 @dataclass
 class Group:
-    """Alerts of one route, group key and Slack receivers, sent together at `due_at` (the
-    `Groups` clock's time)."""
+    """Alerts of one route, group key and Slack receivers, sent together as one message.
+    `wait_seconds` is shown in its footer; `opened_at` and `due_at` are the caller's to use
+    (the redelivery timer keeps a group's times in its outbox entries)."""
 
     route: str
     key: tuple[tuple[str, str], ...]
@@ -469,59 +471,6 @@ class Group:
         # A Resolved replaces its Fired; a Fired retried after its Resolved changes nothing.
         if held is None or not (notice.fired and not held.fired):
             self.notices[notice.alert_id] = notice
-
-
-class Groups:
-    """Open groups in this process. A notice opens a group (due `waitSeconds` later) or joins
-    the open one of its route, key and receivers; one arriving at or after the due time opens
-    a new group. Holds no I/O: the caller sends what `due()` returns."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._open: dict[tuple[Any, ...], Group] = {}
-        self._closed: list[Group] = []
-        self._lock = threading.Lock()  # the relay delivers on several threads
-
-    def add(self, selection: Selection, notice: AlertNotice) -> bool:
-        """True when `notice` opened a group (schedule a send at its due time), False when it
-        joined one."""
-        if not selection.grouped:
-            raise ValueError(f"route {selection.route!r} does not group Slack messages for "
-                             "this alert")
-        ident = (selection.route, selection.group_key, tuple(r.name for r in selection.grouped))
-        with self._lock:
-            now = self._clock()
-            group = self._open.get(ident)
-            if group is not None and group.due_at <= now:
-                self._closed.append(self._open.pop(ident))  # its wait is over: sent as it is
-                group = None
-            opened = group is None
-            if group is None:
-                group = self._open[ident] = Group(
-                    selection.route, selection.group_key or (), ident[2],
-                    selection.wait_seconds, now, now + selection.wait_seconds)
-            group.add(notice)
-            return opened
-
-    def due(self) -> list[Group]:
-        """The groups whose wait is over, oldest first, taken out of this collection."""
-        with self._lock:
-            now = self._clock()
-            ready = [g for g in self._open.values() if g.due_at <= now]
-            for group in ready:
-                del self._open[(group.route, group.key, group.receivers)]
-            taken, self._closed = [*self._closed, *ready], []
-        return sorted(taken, key=lambda g: g.due_at)
-
-    def next_due(self) -> float | None:
-        """When the next group is due (None: none open), for the caller's timer."""
-        with self._lock:
-            times = [g.due_at for g in [*self._open.values(), *self._closed]]
-        return min(times, default=None)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._open) + len(self._closed)
 
 
 # -- the group's Slack message ----------------------------------------------------------------
