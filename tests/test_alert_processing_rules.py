@@ -350,7 +350,7 @@ def test_the_api_mirrors_a_silence_in_azure_and_removes_it_when_expired(arm, rul
         assert name in arm.rules
         assert arm.rules[name]["properties"]["actions"] == [
             {"actionType": "RemoveAllActionGroups"}]
-        client.post(f"/api/admin/silences/{made.json()['id']}/expire")
+        client.post(f"/api/admin/silences/{made.json()['id']}/expire", json={})
         assert name not in arm.rules
         arm.fail_next(1, 500)
         refused = client.post("/api/admin/silences", json=body)

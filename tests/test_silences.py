@@ -351,7 +351,7 @@ def test_an_admin_makes_lists_and_expires_a_silence(api, relay_world):
         "silences": []}
     # expiring it sends what it held at once
     w["clock"].at = T0 + HOUR
-    ended = api.post(f"/api/admin/silences/{s['id']}/expire", headers=ADMIN)
+    ended = api.post(f"/api/admin/silences/{s['id']}/expire", json={}, headers=ADMIN)
     assert ended.status_code == 200 and ended.json()["state"] == "expired"
     assert len(w["slack"].bodies) == 1 and len(w["pagerduty"].bodies) == 1
     created, expired = (operations(w["events"], f"alert.silence_{x}")
@@ -359,7 +359,7 @@ def test_an_admin_makes_lists_and_expires_a_silence(api, relay_world):
     assert created[0]["metadata"]["silenceId"] == s["id"]
     assert created[0]["metadata"]["comment"] == "Zendesk maintenance"
     assert expired[0]["metadata"]["by"] == "ops@example.com"
-    again = api.post(f"/api/admin/silences/{s['id']}/expire", headers=ADMIN)
+    again = api.post(f"/api/admin/silences/{s['id']}/expire", json={}, headers=ADMIN)
     assert again.status_code == 200 and len(operations(w["events"],
                                                        "alert.silence_expired")) == 1
 
@@ -379,8 +379,15 @@ def test_a_reader_silences_only_within_their_tenants(api):
     theirs = api.post("/api/admin/silences", json=body(), headers=ADMIN).json()
     seen = [s["id"] for s in api.get("/api/admin/silences", headers=READER_A).json()["silences"]]
     assert seen == [made.json()["id"]]
-    gone = api.post(f"/api/admin/silences/{theirs['id']}/expire", headers=READER_A)
+    gone = api.post(f"/api/admin/silences/{theirs['id']}/expire", json={}, headers=READER_A)
     assert gone.status_code == 404
+    # Equals matchers no one tenant satisfies name no tenant: not a reader's to make or see
+    nobody = body(matchers=[{"label": "tenantId", "values": ["tenant-a"]},
+                            {"label": "tenantId", "values": ["tenant-b"]}])
+    assert api.post("/api/admin/silences", json=nobody, headers=READER_A).status_code == 403
+    api.post("/api/admin/silences", json=nobody, headers=ADMIN)
+    seen = [s["id"] for s in api.get("/api/admin/silences", headers=READER_A).json()["silences"]]
+    assert seen == [made.json()["id"]]
 
 
 @pytest.mark.parametrize(("payload", "status", "parameter"), [
@@ -405,9 +412,13 @@ def test_other_bad_requests(api):
                     headers={**ADMIN, "content-type": "text/plain"}).status_code == 415
     assert api.get("/api/admin/silences?state=asleep", headers=ADMIN).status_code == 400
     assert api.get("/api/admin/silences?colour=red", headers=ADMIN).status_code == 400
-    assert api.post("/api/admin/silences/not-an-id/expire", headers=ADMIN).status_code == 400
+    assert api.post("/api/admin/silences/not-an-id/expire", json={},
+                    headers=ADMIN).status_code == 400
     assert api.post("/api/admin/silences/00000000-0000-4000-8000-000000000000/expire",
-                    headers=ADMIN).status_code == 404
+                    json={}, headers=ADMIN).status_code == 404
+    # a form another site posts cannot end a silence
+    assert api.post("/api/admin/silences/00000000-0000-4000-8000-000000000000/expire",
+                    data={"x": "1"}, headers=ADMIN).status_code == 415
     assert api.get("/api/admin/silences").status_code == 401
 
 

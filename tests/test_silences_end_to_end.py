@@ -118,12 +118,14 @@ def test_the_outage_under_a_silence_is_held_recorded_and_sent_when_it_ends(world
     [row] = [a for a in alerts(world) if a["dimensions"].get("adapterType") == adapter]
     assert row["state"] == "active"
     assert row["silencedBy"] == silence["id"]
+    assert row["route"] == "default"
     assert row["delivery"] == {"slack": "silenced", "pagerduty": "silenced"}
     listed = http_get(world["url"] + "/api/admin/silences").json()["silences"]
     assert [(s["id"], s["state"], s["holding"]) for s in listed] == [
         (silence["id"], "active", 2)]
     # when the silence is ended early while the outage goes on
-    ended = http_post(world["url"] + f"/api/admin/silences/{silence['id']}/expire")
+    ended = http_post(world["url"] + f"/api/admin/silences/{silence['id']}/expire",
+                      json={})
     assert ended.status_code == 200 and ended.json()["state"] == "expired"
     # then the alert goes out at once, on both channels
     [message] = about(adapter, world["slack"].bodies)

@@ -251,16 +251,18 @@ class Alert(Model):
     operator: str | None
     runbookUrl: str | None
     dashboardUrl: str | None
-    #: Per channel (slack, pagerduty), what became of the alert's notifications: delivered,
-    #: silenced (held back by a silence), retrying (in the outbox), failed (not queued) or
-    #: abandoned (given up); the worst of its Fired and Resolved notices. Empty when it had
-    #: no relayed channel.
-    delivery: dict[str, Literal["delivered", "silenced", "retrying", "failed",
+    #: Per channel (slack, pagerduty, or a route's receiver), what became of the alert's
+    #: notifications: delivered, silenced (held back by a silence), grouped (waiting for its
+    #: group's message), retrying (in the outbox), failed (not queued) or abandoned (given
+    #: up); the worst of its Fired and Resolved notices. Empty when it had no relayed channel.
+    delivery: dict[str, Literal["delivered", "silenced", "grouped", "retrying", "failed",
                                 "abandoned"]] = Field(default_factory=dict)
     #: The silence that held its Fired notice back, if one did.
     silencedBy: str | None = None
+    #: The route (alerts/routes.json) that chose its receivers.
+    route: str | None = None
 
-    @field_validator("silencedBy", mode="before")
+    @field_validator("silencedBy", "route", mode="before")
     @classmethod
     def _none_when_empty(cls, value: Any) -> Any:
         return value or None

@@ -105,10 +105,15 @@ def silences_router(silencer: Callable[[], Silencer]) -> APIRouter:
         return JSONResponse(answer, status_code=201)
 
     @router.post("/{silence_id}/expire", responses={
-        404: {"description": "no such silence (or not one the caller may see)"}})
-    async def expire_silence(silence_id: str, principal: Caller) -> Any:
-        """End a silence now. What it was holding back, and no other silence holds, is sent
-        at once if the alert still fires. Recorded as `alert.silence_expired`."""
+        404: {"description": "no such silence (or not one the caller may see)"},
+        415: {"description": "the request is not application/json"}})
+    async def expire_silence(silence_id: str, request: Request, principal: Caller) -> Any:
+        """End a silence now (send Content-Type: application/json; the body may be {}).
+        What it was holding back, and no other silence holds, is sent at once if the alert
+        still fires. Recorded as `alert.silence_expired`."""
+        refused = _json_only(request)
+        if refused is not None:
+            return refused
         if not _ID.fullmatch(silence_id):
             return error_response(400, "invalid_parameter", "not a silence id", "silence_id")
         answer = await _guarded(lambda: silencer().expire(silence_id, by=principal.name,

@@ -152,7 +152,7 @@ def _check_tenants(silence: Silence, tenants: Iterable[str] | None) -> None:
         return
     allowed = set(tenants)
     named = tenants_named(silence)
-    if named is None:
+    if not named:  # none, or Equals matchers that no one tenant satisfies
         raise NotYours("a tenant reader's silence needs a tenantId matcher with operator "
                        f"Equals and only their tenants ({', '.join(sorted(allowed))})")
     if not named <= allowed:
@@ -163,5 +163,5 @@ def _may(silence: Silence, tenants: Iterable[str] | None) -> bool:
     if tenants is None:
         return True
     named = tenants_named(silence)
-    return named is not None and named <= set(tenants)
+    return bool(named) and named <= set(tenants)
 
