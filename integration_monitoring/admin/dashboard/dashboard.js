@@ -75,7 +75,9 @@ async function call(url, options = {}) {
 async function failure(response) {
   const body = await response.json().catch(() => ({}));
   const error = body.error || {};
-  return new Error(`${error.message || response.statusText}${error.parameter ? ` (${error.parameter})` : ""}`);
+  return Object.assign(
+    new Error(`${error.message || response.statusText}${error.parameter ? ` (${error.parameter})` : ""}`),
+    { status: response.status, reason: error.message || response.statusText, parameter: error.parameter || null });
 }
 
 async function getJSON(url, options = {}) {
@@ -114,9 +116,17 @@ function signOut() {
   location.reload();
 }
 
+// Whether the caller is an admin: null until /me answers. The routing, which names every
+// tenant's receivers, is for admins only, so it is asked for once this is known.
+let admin = null;
+
 async function showCaller() {
   const me = await getJSON(`${API}/me`);
   document.body.classList.toggle("reader", me.tenants !== null);
+  const first = admin === null;
+  admin = me.tenants === null;
+  if (!admin) $("routing").hidden = true;
+  else if (first) loadRouting();
   const scope = me.tenants === null ? "all tenants" : `tenants ${me.tenants.join(", ")}`;
   replace("who", me.mode === "open" ? "" : `${me.name} · ${scope}`,
     ...(sessionStorage.getItem(STORED) ? [el("button", { type: "button", onclick: signOut }, "Sign out")] : []));
@@ -156,18 +166,29 @@ function card(label, value, kind = "") {
   return el("div", { class: `card ${kind}` }, el("div", { class: "label" }, label), el("div", { class: "value" }, value));
 }
 
-function table(columns, rows, { rowClass, empty = "Nothing in this range." } = {}) {
+function table(columns, rows, { rowClass, rowAttributes, empty = "Nothing in this range." } = {}) {
   if (!rows.length) return el("p", { class: "empty" }, empty);
   const head = el("tr", {}, columns.map((c) =>
     el("th", { class: c.num ? "num" : undefined, scope: "col", "aria-sort": c.ariaSort }, c.header || c.label)));
   const body = rows.map((row) =>
-    el("tr", { class: rowClass ? rowClass(row) : undefined },
+    el("tr", { class: rowClass ? rowClass(row) : undefined, ...(rowAttributes ? rowAttributes(row) : {}) },
       columns.map((c) => el("td", { class: c.num ? "num" : undefined }, c.render ? c.render(row) : row[c.key]))));
   return el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, head), el("tbody", {}, body)));
 }
 
 function replace(id, ...nodes) {
   $(id).replaceChildren(...nodes);
+}
+
+// A panel re-rendered by a refresh gives the focus back to the same control, found by its
+// data-key (an Acknowledge, Silence or Expire button), so the keyboard does not lose its place.
+function focusKey(container) {
+  const active = document.activeElement;
+  return container.contains(active) ? active.dataset.key : undefined;
+}
+
+function refocus(container, key) {
+  if (key) container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
 }
 
 function lineChart(id, labels, datasets) {
@@ -328,24 +349,68 @@ function renderPerformance(perf) {
 
 function renderAlerts(body) {
   const alerts = body.active;
-  if (!alerts.length) {
-    replace("alerts-list", el("p", { class: "empty" }, "No active alerts."));
-    return;
+  const list = $("alerts-list");
+  const key = focusKey(list);
+  const at = silencing ? alerts.findIndex((a) => a.alertId === silencing.alertId) : -1;
+  if (silencing && at < 0) silencing = null;  // its alert resolved: nothing left to silence
+  const rows = alerts.map(alertRow);
+  if (silencing) {
+    // The open form stays in place (moving it would lose what is typed and the focus): the
+    // rows are put around it.
+    for (const child of [...list.children]) if (child !== silencing.form) child.remove();
+    if (!silencing.form.isConnected) list.append(silencing.form);
+    silencing.form.before(...rows.slice(0, at + 1));
+    silencing.form.after(...rows.slice(at + 1));
+  } else {
+    list.replaceChildren(...(rows.length ? rows : [el("p", { class: "empty" }, "No active alerts.")]));
   }
-  replace("alerts-list", ...alerts.map((a) => el("div", { class: `alert${a.acknowledgedAt ? " acked" : ""}`, "data-alert": a.alertId },
+  refocus(list, key);
+}
+
+function alertRow(a) {
+  const open = silencing?.alertId === a.alertId;
+  return el("div", { class: `alert${a.acknowledgedAt ? " acked" : ""}${a.silencedBy ? " silenced" : ""}`, "data-alert": a.alertId },
     pill(a.severity || "Sev?", "severity"), el("span", { class: "what" }, a.title || a.ruleId),
     el("span", {}, Object.entries(a.dimensions).map(([k, v]) => `${k}=${v}`).join(", ")),
     el("span", {}, `value ${number(a.value, 2)} (${a.operator || ""} ${number(a.threshold, 2)})`),
     el("span", {}, `since ${time(a.firedAt)}`),
+    a.silencedBy ? silencedNote(a.silencedBy) : null,
+    routed(a),
     undelivered(a.delivery || {}),
     a.runbookUrl ? el("a", { href: a.runbookUrl.startsWith("http") ? a.runbookUrl : `/${a.runbookUrl}` }, "Runbook") : null,
     a.acknowledgedAt ? el("span", {}, `acknowledged by ${a.acknowledgedBy}`)
-      : el("button", { type: "button", onclick: () => acknowledge(a.alertId) }, "Acknowledge"))));
+      : el("button", { type: "button", class: "ack", "data-key": `ack:${a.alertId}`, onclick: () => acknowledge(a.alertId) }, "Acknowledge"),
+    el("button", { type: "button", class: "silence", "data-key": `silence:${a.alertId}`, "aria-expanded": String(open),
+      "aria-controls": open ? "silence-form" : undefined, onclick: () => openSilenceForm(a) }, "Silence"));
+}
+
+// Delivery states that are no failure: sent, held back by a silence, or waiting for its
+// group's message (the last two are named in the row).
+const ON_COURSE = new Set(["delivered", "silenced", "grouped"]);
+
+// Where the alert's notifications were sent: every channel it was routed to (and by which
+// route, when the API says); one a silence held back, or waiting for its group, says so (what
+// did not arrive for other reasons is in `undelivered`).
+function routed(alert) {
+  const channels = Object.entries(alert.delivery || {});
+  if (!channels.length && !alert.route) return null;
+  const to = channels.map(([channel, state]) => (state === "delivered" || !ON_COURSE.has(state) ? channel : `${channel} (${state})`)).join(", ");
+  return el("span", { class: "routed", "data-routed": channels.map(([c, s]) => `${c}=${s}`).join(" ") },
+    `routed${alert.route ? ` by ${alert.route}` : ""}${to ? ` to: ${to}` : ""}`);
+}
+
+// The silence that held the alert's notification back, by the short form of its id; a link
+// to it in the Silences section.
+function silencedNote(id) {
+  const known = knownSilences.get(id);
+  const ended = known?.state === "expired";
+  return el("a", { href: `#silence-${id}`, class: `pill v-silenced${ended ? " ended" : ""}`, "data-silenced-by": id,
+    title: `${ended ? "Was held back" : "Held back"} by silence ${id}` }, `${ended ? "was silenced" : "silenced"} ${shortId(id)}`);
 }
 
 // The channels whose notification has not arrived: still retrying from the outbox, or given up.
 function undelivered(delivery) {
-  const missing = Object.entries(delivery).filter(([, state]) => state !== "delivered");
+  const missing = Object.entries(delivery).filter(([, state]) => !ON_COURSE.has(state));
   if (!missing.length) return null;
   const gaveUp = missing.some(([, state]) => state !== "retrying");
   const text = missing.map(([channel, state]) => `${channel} (${state === "retrying" ? "retrying" : "gave up"})`);
@@ -360,11 +425,330 @@ async function acknowledge(alertId) {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ by: "dashboard" }),
     });
-    renderAlerts(await getJSON(`${API}/alerts?status=active`));
+    await reloadAlerts();
   } catch (error) {
     if (error instanceof SignInNeeded) askToSignIn(error);
     else showError(error);
   }
+}
+
+async function reloadAlerts() {
+  renderAlerts(await getJSON(`${API}/alerts?status=active`));
+}
+
+// -- silences ------------------------------------------------------------------------------
+// A silence holds back the notifications of alerts whose labels match all its matchers, from
+// its start to its end (or, with a weekly window, only within that window). The form opens
+// under an alert's row, prefilled from it; the Silences section lists them with an Expire.
+
+const QUICK_HOURS = [1, 2, 8, 24];
+const DEFAULT_HOURS = 2;
+// Labels of an alert row a silence may also match on (the rule always).
+const ROW_LABELS = ["tenantId", "integrationId", "adapterType"];
+const OPERATOR_TEXT = { Equals: "=", NotEquals: "≠", Contains: "contains", DoesNotContain: "does not contain" };
+// The form open under an alert's row, if any: { alertId, form }.
+let silencing = null;
+// The silences last listed, by id (an alert row says whether its silence has ended).
+let knownSilences = new Map();
+
+const shortId = (id) => String(id).slice(0, 8);
+const pad = (n) => String(n).padStart(2, "0");
+// A moment as a datetime-local field shows it: local time, to the minute.
+const localInput = (date) =>
+  `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+const inHours = (hours) => new Date(Date.now() + hours * 3_600_000);
+
+function matcherText(m) {
+  return `${m.label} ${OPERATOR_TEXT[m.operator] || m.operator} ${m.values.join(" or ")}`;
+}
+
+function matcherList(matchers) {
+  if (!matchers.length) return el("span", { class: "matchers" }, "every alert");
+  return el("span", { class: "matchers" }, matchers.map((m) =>
+    el("span", { class: "matcher", "data-matcher": `${m.label} ${m.operator} ${m.values.join("|")}` }, matcherText(m))));
+}
+
+function silenceForm(alert) {
+  const labelled = ROW_LABELS.map((label) => [label, alert[label] || alert.dimensions?.[label]]).filter(([, value]) => value);
+  const endsAt = el("input", { type: "datetime-local", name: "endsAt", id: "silence-ends-at", step: "60",
+    min: localInput(new Date()), value: localInput(inHours(DEFAULT_HOURS)), "aria-describedby": "silence-ends-in" });
+  const endsIn = el("output", { id: "silence-ends-in", for: "silence-ends-at", class: "note" });
+  const showEnd = () => {
+    const end = new Date(endsAt.value);
+    const hours = (end - Date.now()) / 3_600_000;
+    endsIn.textContent = Number.isNaN(end.getTime()) ? "" : hours <= 0 ? "in the past" : `in ${number(hours, 1)} h`;
+  };
+  endsAt.addEventListener("input", showEnd);
+  showEnd();
+  const quick = QUICK_HOURS.map((hours) => el("button", { type: "button", "data-hours": String(hours),
+    onclick: () => { endsAt.value = localInput(inHours(hours)); showEnd(); } }, `${hours} h`));
+  const form = el("form", { id: "silence-form", class: "silence-form", "data-for": alert.alertId,
+    "aria-labelledby": "silence-form-title", novalidate: "" },
+    el("h3", { id: "silence-form-title" }, `Silence “${alert.title || alert.ruleId}”`),
+    el("fieldset", {}, el("legend", {}, "Silence alerts where"),
+      el("p", { class: "matcher fixed", "data-matcher": `ruleId Equals ${alert.ruleId}` }, `ruleId = ${alert.ruleId}`),
+      labelled.map(([label, value]) => el("label", { class: "matcher-choice" },
+        el("input", { type: "checkbox", name: "matcher", value: label, "data-value": value, checked: "" }), `${label} = ${value}`)),
+      labelled.length ? el("p", { class: "note" }, "Untick a label to silence more widely.") : null),
+    el("fieldset", {}, el("legend", {}, "Until"),
+      el("span", { class: "quick", role: "group", "aria-label": "End in" }, el("span", { class: "note", "aria-hidden": "true" }, "end in"), quick),
+      el("label", {}, "Ends at (your time)", endsAt), endsIn),
+    el("label", { class: "comment-field" }, "Comment: why, for the next on-call",
+      el("textarea", { name: "comment", rows: "2", maxlength: "1000", "aria-required": "true" })),
+    el("p", { id: "silence-form-error", class: "form-error", role: "alert", hidden: "" }),
+    el("div", { class: "actions" },
+      el("button", { type: "submit" }, "Create silence"),
+      el("button", { type: "button", onclick: () => closeSilenceForm(true) }, "Cancel")));
+  form.addEventListener("submit", (event) => { event.preventDefault(); submitSilence(alert, form); });
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { event.preventDefault(); closeSilenceForm(true); }
+  });
+  return form;
+}
+
+function openSilenceForm(alert) {
+  if (silencing?.alertId === alert.alertId) {  // open already: the button takes you back to it
+    silencing.form.elements.comment.focus();
+    return;
+  }
+  closeSilenceForm(false);
+  const form = silenceForm(alert);
+  silencing = { alertId: alert.alertId, form };
+  const row = $("alerts-list").querySelector(`[data-alert="${CSS.escape(alert.alertId)}"]`);
+  row.after(form);
+  const button = row.querySelector("button.silence");
+  button.setAttribute("aria-expanded", "true");
+  button.setAttribute("aria-controls", "silence-form");
+  form.elements.comment.focus();
+}
+
+// Closes the form; `returnFocus` puts the focus back on its row's Silence button (as does a
+// form that had it).
+function closeSilenceForm(returnFocus) {
+  if (!silencing) return;
+  const { alertId, form } = silencing;
+  silencing = null;
+  const hadFocus = form.contains(document.activeElement);
+  form.remove();
+  const button = $("alerts-list").querySelector(`[data-alert="${CSS.escape(alertId)}"] button.silence`);
+  if (!button) return;
+  button.setAttribute("aria-expanded", "false");
+  button.removeAttribute("aria-controls");
+  if (returnFocus || hadFocus) button.focus();
+}
+
+function silenceRequest(alert, form) {
+  const matchers = [{ label: "ruleId", operator: "Equals", values: [alert.ruleId] },
+    ...[...form.querySelectorAll("input[name=matcher]:checked")].map((box) =>
+      ({ label: box.value, operator: "Equals", values: [box.dataset.value] }))];
+  const body = { matchers, comment: form.elements.comment.value };
+  // The API checks the end and says what is wrong with it; one the browser cannot read goes
+  // as typed.
+  const typed = form.elements.endsAt.value;
+  const end = new Date(typed);
+  if (typed) body.endsAt = Number.isNaN(end.getTime()) ? typed : end.toISOString().replace(/\.\d{3}Z$/, "Z");
+  return body;
+}
+
+function showFormError(form, error) {
+  const box = form.querySelector(".form-error");
+  box.textContent = error ? error.message : "";
+  box.hidden = !error;
+  for (const field of form.querySelectorAll("[aria-invalid]")) {
+    field.removeAttribute("aria-invalid");
+    field.removeAttribute("aria-errormessage");
+  }
+  if (!error) return;
+  // The field the API named, when the form has it: marked, and focused to be corrected.
+  const name = (error.parameter || "").split(/[.[]/)[0];
+  const field = { endsAt: form.elements.endsAt, startsAt: form.elements.endsAt, comment: form.elements.comment,
+    matchers: form.querySelector("input[name=matcher]") }[name];
+  if (field) {
+    field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-errormessage", box.id);
+    field.focus();
+  }
+}
+
+async function submitSilence(alert, form) {
+  const submit = form.querySelector("button[type=submit]");
+  if (submit.disabled) return;  // one request at a time: a double click makes one silence
+  submit.disabled = true;
+  showFormError(form, null);
+  try {
+    const response = await call(`${API}/silences`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(silenceRequest(alert, form)),
+    });
+    if (!response.ok) {
+      showFormError(form, await failure(response));
+      return;
+    }
+    const silence = await response.json();
+    if (silencing?.form === form) closeSilenceForm(true);
+    $("alerts-status").textContent =
+      `Silenced “${alert.title || alert.ruleId}” until ${time(silence.endsAt)} (silence ${shortId(silence.id)}).`;
+  } catch (error) {
+    if (error instanceof SignInNeeded) askToSignIn(error);
+    else showFormError(form, error);
+    return;
+  } finally {
+    submit.disabled = false;
+  }
+  await afterSilenceChange();
+}
+
+// After a silence was made or ended: the list again, and the alerts (their rows say which
+// silence holds them); a failure here is the page's, not the form's.
+async function afterSilenceChange() {
+  await Promise.all([loadSilences(), reloadAlerts().catch((error) => {
+    if (error instanceof SignInNeeded) askToSignIn(error);
+    else showError(error);
+  })]);
+}
+
+async function loadSilences() {
+  try {
+    renderSilences(await getJSON(`${API}/silences`));
+    showSectionError("silences", null);
+  } catch (error) {
+    if (error instanceof SignInNeeded) askToSignIn(error);
+    else showSectionError("silences", error);
+  }
+}
+
+// An optional section (silences, routing) after its API answered: hidden when the server has
+// no such API (404) or it is not for this caller (403), else shown, with its own error rather
+// than the page's banner (the panels above do not depend on it).
+function sectionLoaded(section, render, body, error) {
+  const unavailable = [403, 404].includes(error?.status);
+  $(section).hidden = unavailable;
+  showSectionError(section, unavailable ? null : error);
+  if (!error) render(body);
+}
+
+// An optional section's own error line.
+function showSectionError(section, error, doing = "load") {
+  const line = $(`${section}-error`);
+  line.hidden = !error;
+  line.textContent = error ? `Could not ${doing}: ${error.message}` : "";
+}
+
+// When it holds: until when (active), from when (pending), or when it ended; a weekly one
+// also says its days and hours, and its window is the one in force or the next.
+function silenceWindow(s) {
+  const w = s.window;
+  const weekly = s.weekly
+    ? `${s.weekly.days.map((d) => d.slice(0, 3)).join(", ")} ${s.weekly.startTime}–${s.weekly.endTime} (${s.timeZone})` : null;
+  let when;
+  if (s.state === "expired") when = `ended ${time(s.expiredAt || s.endsAt)}`;
+  else if (!w) when = "–";
+  else if (s.state === "active") when = `now, until ${time(w.endsAt)}`;
+  else when = `${weekly ? "next " : "from "}${time(w.startsAt)} until ${time(w.endsAt)}`;
+  return weekly ? el("span", { class: "window" }, weekly, el("br"), when) : el("span", { class: "window" }, when);
+}
+
+function silenceColumns(expire) {
+  return [
+    { label: "Silence", render: (s) => el("code", { title: s.id }, shortId(s.id)) },
+    { label: "State", render: (s) => pill(s.state) },
+    { label: "Matches", render: (s) => matcherList(s.matchers) },
+    { label: "Window", render: silenceWindow },
+    { label: "Created by", render: (s) => el("span", { title: `created ${time(s.createdAt)}` },
+      s.createdBy || "–", s.source === "paused-integration" ? " (paused integration)" : "") },
+    { label: "Comment", render: (s) => el("span", { class: "comment" }, s.comment) },
+    { label: "Holding", header: el("span", { title: "notifications it is holding back" }, "Holding back"), num: true,
+      render: (s) => number(s.holding) },
+    ...(expire ? [{ header: el("span", { class: "visually-hidden" }, "Actions"), render: (s) => el("button", {
+      type: "button", class: "expire", "data-key": `expire:${s.id}`, "aria-label": `Expire silence ${shortId(s.id)}`,
+      onclick: (event) => expireSilence(s, event.currentTarget) }, "Expire") }] : []),
+  ];
+}
+
+const STATE_ORDER = { active: 0, pending: 1, expired: 2 };
+
+function renderSilences(body) {
+  // Active first, then upcoming; newest first within each (the API's order; sort is stable).
+  const silences = [...body.silences].sort((a, b) => (STATE_ORDER[a.state] ?? 9) - (STATE_ORDER[b.state] ?? 9));
+  knownSilences = new Map(silences.map((s) => [s.id, s]));
+  const current = silences.filter((s) => s.state !== "expired");
+  const expired = silences.filter((s) => s.state === "expired");
+  const list = $("silences-list");
+  const key = focusKey(list);
+  const rowAttributes = (s) => ({ id: `silence-${s.id}`, "data-silence": s.id, "data-state": s.state, tabindex: "-1" });
+  replace("silences-list", table(silenceColumns(true), current, { rowAttributes, empty: "No active or upcoming silences." }));
+  $("silences-expired-count").textContent = `(${expired.length})`;
+  replace("silences-expired-list", table(silenceColumns(false), expired, { rowAttributes, empty: "None." }));
+  refocus(list, key);
+}
+
+async function expireSilence(silence, button) {
+  button.disabled = true;
+  showSectionError("silences", null);
+  try {
+    await getJSON(`${API}/silences/${encodeURIComponent(silence.id)}/expire`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+  } catch (error) {
+    if (error instanceof SignInNeeded) askToSignIn(error);
+    else showSectionError("silences", error, `expire silence ${shortId(silence.id)}`);
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  $("silences-status").textContent = `Silence ${shortId(silence.id)} expired.`;
+  await afterSilenceChange();
+  // Its row, and the button that had the focus, moved to the expired list: the focus goes to
+  // the section's heading.
+  if (!document.activeElement || document.activeElement === document.body) $("silences-title").focus();
+}
+
+// -- routing -------------------------------------------------------------------------------
+// The routes file as the relay loaded it: routes in order (the first that matches takes the
+// alert, the default last), and the receivers with whether the setting each names is set.
+
+function routeReceivers(route) {
+  const named = (route.receivers || []).map((r) => (typeof r === "string" ? r : r.name));
+  const parts = [route.channels === "rule" ? "the rule's channels" : named.join(", ") || "–"];
+  if (route.unknownRuleReceivers?.length) parts.push(`an unknown rule's: ${route.unknownRuleReceivers.join(", ")}`);
+  return parts.join("; ");
+}
+
+function routeGrouping(group) {
+  if (!group) return "–";
+  if (!("by" in group)) return Object.entries(group).map(([k, v]) => `${k}: ${v}`).join("; ");
+  return `by ${group.by.length ? group.by.join(", ") : "route"}, waits ${number(group.waitSeconds)} s`;
+}
+
+function receiverState(receiver) {
+  const set = receiver.configured ?? receiver.settingSet;
+  if (set === true) return pill("configured", "active");
+  if (set === false) return pill(receiver.setting ? `${receiver.setting} not set` : "not configured", "failed");
+  return receiver.type === "email" ? "sent by the action group" : "–";
+}
+
+async function loadRouting() {
+  try {
+    sectionLoaded("routing", renderRoutes, await getJSON(`${API}/routes`), null);
+  } catch (error) {
+    if (error instanceof SignInNeeded) askToSignIn(error);
+    else sectionLoaded("routing", renderRoutes, null, error);
+  }
+}
+
+function renderRoutes(body) {
+  const routes = body.routes || [];
+  replace("routing-routes", table([
+    { label: "#", num: true, render: (r) => number(routes.indexOf(r) + 1) },
+    { label: "Route", key: "name" },
+    { label: "Matches", render: (r) => (r.matchers?.length ? matcherList(r.matchers) : "anything no route above took") },
+    { label: "Sends to", render: routeReceivers },
+    { label: "Grouping (Slack)", render: (r) => routeGrouping(r.group) }],
+  routes, { rowAttributes: (r) => ({ "data-route": r.name }), empty: "No routes." }),
+  body.file ? el("p", { class: "note" }, `From ${body.file}; the first route whose matchers all hold takes the alert.`) : null);
+  replace("routing-receivers", table([
+    { label: "Receiver", key: "name" }, { label: "Type", key: "type" },
+    { label: "Setting", render: (r) => r.setting || "–" }, { label: "State", render: receiverState }],
+  body.receivers || [], { rowAttributes: (r) => ({ "data-receiver": r.name }), empty: "No receivers." }));
 }
 
 // -- refresh, filters, live updates ---------------------------------------------------
@@ -387,13 +771,19 @@ async function refresh() {
       [`${base}/sync-activity${query("sync-activity")}`, renderActivity],
       [`${base}/errors${query("errors")}`, renderErrors],
       [`${base}/performance${query("performance")}`, renderPerformance],
+      // Silences before the alerts: an alert row says whether its silence has ended.
+      [`${API}/silences`, renderSilences, "silences"],
       [`${API}/alerts?status=active`, renderAlerts],
-    ];
+      [`${API}/routes`, renderRoutes, "routing"],
+    ].filter(([, , section]) => section !== "routing" || admin);
     const results = await Promise.allSettled(panels.map(([url]) => getJSON(url)));
     const failures = [];
     results.forEach((result, index) => {
-      if (result.status === "fulfilled") panels[index][1](result.value);
-      else failures.push(result.reason);
+      const [, render, section] = panels[index];
+      const error = result.status === "rejected" ? result.reason : null;
+      if (section && !(error instanceof SignInNeeded)) sectionLoaded(section, render, result.value, error);
+      else if (error) failures.push(error);
+      else render(result.value);
     });
     const signedOut = failures.find((f) => f instanceof SignInNeeded);
     if (signedOut) askToSignIn(signedOut);
@@ -528,6 +918,18 @@ function reload() {
 }
 
 document.addEventListener("click", (event) => {
+  // An alert's silence: shown where it is listed, without changing the URL (a new history
+  // entry would reload the page's data when going back).
+  const silence = event.target.closest("a[data-silenced-by]");
+  if (silence) {
+    event.preventDefault();
+    const row = $(`silence-${silence.dataset.silencedBy}`);
+    if (!row) return;  // not listed (yet)
+    row.closest("details")?.setAttribute("open", "");
+    row.scrollIntoView({ block: "center" });
+    row.focus({ preventScroll: true });
+    return;
+  }
   const link = event.target.closest("a[data-integration], #home");
   if (!link || event.metaKey || event.ctrlKey) return;
   event.preventDefault();
