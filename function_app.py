@@ -10,7 +10,13 @@ timers need are checked here, so a bad one fails at start-up with its name in th
 
 import azure.functions as func
 
-from functions import alert_redelivery, dashboard_shell, integration_restatement, queue_sampler
+from functions import (
+    alert_redelivery,
+    dashboard_shell,
+    integration_restatement,
+    paused_silences,
+    queue_sampler,
+)
 from integration_monitoring.admin import Access
 from integration_monitoring.app import create_app
 from integration_monitoring.queues import sampler_settings
@@ -31,3 +37,4 @@ if access.host_checks_keys:
 app.register_functions(queue_sampler.bp)
 app.register_functions(alert_redelivery.bp)
 app.register_functions(integration_restatement.bp)
+app.register_functions(paused_silences.bp)

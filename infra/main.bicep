@@ -86,6 +86,9 @@ param queueSampleSchedule string = '0 * * * * *'
 @description('INTEGRATION_RESTATEMENT_SCHEDULE: six-field NCRONTAB of the daily timer that restates every integration\'s lifecycle, so that status questions read back a day instead of the whole retention.')
 param integrationRestatementSchedule string = '0 15 0 * * *'
 
+@description('PAUSED_SILENCE_SCHEDULE: six-field NCRONTAB of the timer that silences the alerts of paused integrations.')
+param pausedSilenceSchedule string = '0 */5 * * * *'
+
 // --- Alerts and the relay ---------------------------------------------------------------------
 
 @description('Shared secret between the action groups and the relay (ALERT_RELAY_SECRET).')
@@ -269,6 +272,7 @@ module functionApp 'modules/function-app.bicep' = {
     queueSampleSchedule: queueSampleSchedule
     alertRedeliverySchedule: alertRedeliverySchedule
     integrationRestatementSchedule: integrationRestatementSchedule
+    pausedSilenceSchedule: pausedSilenceSchedule
     alertRedeliveryHours: alertRedeliveryHours
     relaySecret: relaySecret
     slackWebhookUrl: slackWebhookUrl

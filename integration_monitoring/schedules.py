@@ -71,6 +71,12 @@ def _restate_integrations() -> Any:
     return run_restatement()
 
 
+def _silence_paused() -> Any:
+    from .admin import run_paused_silences
+
+    return run_paused_silences()
+
+
 QUEUE_SAMPLER = TimerSpec(
     name="sample_queue_depths",
     setting="QUEUE_SAMPLE_SCHEDULE",
@@ -94,4 +100,12 @@ INTEGRATION_RESTATEMENT = TimerSpec(
     run=_restate_integrations,
 )
 
-TIMERS: tuple[TimerSpec, ...] = (QUEUE_SAMPLER, ALERT_REDELIVERY, INTEGRATION_RESTATEMENT)
+PAUSED_SILENCES = TimerSpec(
+    name="silence_paused_integrations",
+    setting="PAUSED_SILENCE_SCHEDULE",
+    default="0 */5 * * * *",  # every five minutes: one status question each time
+    run=_silence_paused,
+)
+
+TIMERS: tuple[TimerSpec, ...] = (QUEUE_SAMPLER, ALERT_REDELIVERY, INTEGRATION_RESTATEMENT,
+                                 PAUSED_SILENCES)

@@ -76,6 +76,9 @@ param alertRedeliverySchedule string = '30 * * * * *'
 @description('INTEGRATION_RESTATEMENT_SCHEDULE: six-field NCRONTAB of the daily timer that restates every integration\'s lifecycle.')
 param integrationRestatementSchedule string = '0 15 0 * * *'
 
+@description('PAUSED_SILENCE_SCHEDULE: six-field NCRONTAB of the timer that keeps one silence per paused integration.')
+param pausedSilenceSchedule string = '0 */5 * * * *'
+
 @description('ALERT_REDELIVERY_HOURS: how long after its first failure a Slack or PagerDuty delivery is retried before it is given up.')
 @minValue(1)
 @maxValue(720)
@@ -181,6 +184,7 @@ var codeSettings = {
   QUEUE_SAMPLE_SCHEDULE: queueSampleSchedule
   ALERT_REDELIVERY_SCHEDULE: alertRedeliverySchedule
   INTEGRATION_RESTATEMENT_SCHEDULE: integrationRestatementSchedule
+  PAUSED_SILENCE_SCHEDULE: pausedSilenceSchedule
   ALERT_REDELIVERY_HOURS: string(alertRedeliveryHours)
   // The relay's outbox table (storage.bicep), reached by identity like AzureWebJobsStorage.
   ALERT_OUTBOX_TABLE_ENDPOINT: storage.properties.primaryEndpoints.table

@@ -15,6 +15,7 @@ from ._budget import QueryBudget
 from ._cache import SharedQueries
 from ._dashboard import dashboard_router
 from ._filters import FilterError, Filters, parse_filters
+from ._paused import PausedUnknown, run_paused_silences, silence_paused
 from ._restatement import run_restatement
 from ._routes import PREFIX, Caller, admin_router, install_error_handlers
 from ._service import AdminService
@@ -33,6 +34,7 @@ __all__ = [
     "Filters",
     "LocalBackend",
     "LogAnalyticsBackend",
+    "PausedUnknown",
     "Principal",
     "QueryBudget",
     "QueryFailed",
@@ -44,6 +46,8 @@ __all__ = [
     "install_error_handlers",
     "parse_filters",
     "routes_router",
+    "run_paused_silences",
     "run_restatement",
+    "silence_paused",
     "silences_router",
 ]

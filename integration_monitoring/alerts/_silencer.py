@@ -49,9 +49,10 @@ class Silencer:
             raise RuntimeError("silences need the relay's outbox, and this relay has none")
         return self.deliverer.outbox
 
-    def create(self, body: Any, *, by: str, tenants: Iterable[str] | None) -> dict[str, Any]:
+    def create(self, body: Any, *, by: str, tenants: Iterable[str] | None,
+               source: str = "user") -> dict[str, Any]:
         now = self.deliverer.now()
-        silence = Silence.parse(body, created_by=by, now=now)
+        silence = Silence.parse(body, created_by=by, now=now, source=source)
         _check_tenants(silence, tenants)
         saved = self._outbox.save_silence(silence)
         if saved is None:  # a fresh uuid taken: only a broken store says so
