@@ -5,7 +5,8 @@ function key on every route except the dashboard's page and assets; `entra` puts
 app behind App Service authentication and reads roles from the signed-in principal.
 Telemetry is configured once per worker, before any function runs: Application Insights
 when APPLICATIONINSIGHTS_CONNECTION_STRING is set, the local store otherwise. Settings the
-timers need are checked here, so a bad one fails at start-up with its name in the error.
+timers need, and the alert routes file, are checked here, so a bad one fails at start-up
+with its name in the error.
 """
 
 import azure.functions as func
@@ -18,6 +19,7 @@ from functions import (
     queue_sampler,
 )
 from integration_monitoring.admin import Access
+from integration_monitoring.alerts import load_routes
 from integration_monitoring.app import create_app
 from integration_monitoring.queues import sampler_settings
 from integration_monitoring.schedules import TIMERS
@@ -27,6 +29,7 @@ configure_telemetry("integration-monitoring", prometheus=True)
 sampler_settings()
 for timer in TIMERS:
     timer.resolve()
+load_routes()
 
 access = Access.for_functions()
 admin_app = create_app(access=access)

@@ -24,6 +24,7 @@ def _bounded(kind, low, high):
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .alerts import RoutingError, load_routes
     from .app import create_app
     from .localhost import (
         DemoOptions,
@@ -48,7 +49,8 @@ def _serve(args: argparse.Namespace) -> int:
         demo = None if args.no_demo else DemoOptions(args.hours, args.seed, args.tenants,
                                                      args.integrations)
         host = LocalHost(demo)
-    except SettingError as error:
+        load_routes()  # a bad routes file stops the start, naming the route
+    except (SettingError, RoutingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     configure_telemetry("integration-monitoring", prometheus=True)

@@ -391,6 +391,19 @@ def test_a_bad_routes_file_stops_the_start_naming_what_is_wrong(tmp_path, change
     assert str(path) in str(caught.value)
 
 
+def test_the_local_server_refuses_to_start_with_a_bad_routes_file(tmp_path, monkeypatch,
+                                                                  capsys):
+    """`serve` (make run) stops before serving, saying which route is wrong."""
+    from integration_monitoring.__main__ import main
+
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps(broken(lambda d: route(d, "payments").update(receivers=["x"]))))
+    monkeypatch.setenv("ALERT_ROUTES_FILE", str(path))
+    assert main(["serve", "--no-demo", "--port", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "route 'payments'" in error and str(path) in error
+
+
 # -- what the dashboard is shown -------------------------------------------------------------
 
 
