@@ -103,6 +103,13 @@ param relayFunctionKey string = ''
 @secure()
 param slackWebhookUrl string = ''
 
+@description('ALERT_ROUTES_FILE: a routes file inside the published package (docs/alert-routing.md); empty uses the shipped one.')
+param alertRoutesFile string = ''
+
+@description('The secrets of the receivers a routes file adds, each an app setting: {"SLACK_WEBHOOK_URL_PAYMENTS": "https://hooks.slack.com/...", "PAGERDUTY_ROUTING_KEY_TEAM_B": "..."}. Given here they survive a redeployment, which rewrites every app setting.')
+@secure()
+param alertReceiverSecrets object = {}
+
 @description('PagerDuty Events API v2 routing key (PAGERDUTY_ROUTING_KEY); empty disables PagerDuty.')
 @secure()
 param pagerDutyRoutingKey string = ''
@@ -281,6 +288,8 @@ module functionApp 'modules/function-app.bicep' = {
     dashboardBaseUrl: dashboardBaseUrl
     runbookBaseUrl: runbookBaseUrl
     alertRuleNamePrefix: namePrefix // alert-rules.bicep names each rule "<namePrefix>-<id>"
+    alertRoutesFile: alertRoutesFile
+    alertReceiverSecrets: alertReceiverSecrets
     telemetryStdout: telemetryStdout
     telemetryCardinalityLimit: telemetryCardinalityLimit
     maximumInstanceCount: maximumInstanceCount

@@ -5,6 +5,7 @@ against the published 2021-08-08 request schema and the service's further rules
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -31,6 +32,9 @@ from .loopback.servicebus import StaticTokenCredential
 
 NOW = dt.datetime(2025, 3, 20, 9, 30, tzinfo=dt.UTC)
 PREFIX = "intmon-prod"
+#: Every rule holds Fired notifications only: a Resolved reaches the relay, which knows
+#: whether its Fired was sent.
+FIRED_ONLY = {"field": "MonitorCondition", "operator": "Equals", "values": ["Fired"]}
 
 
 def silence(body: dict[str, Any], now: dt.datetime = NOW) -> Silence:
@@ -101,6 +105,7 @@ def test_a_one_off_silence_becomes_a_rule_that_removes_the_action_groups(arm, ru
         "properties": {
             "scopes": [arm.group_id],
             "conditions": [
+                FIRED_ONLY,
                 {"field": "AlertRuleName", "operator": "Equals",
                  "values": ["intmon-prod-queue-backlog"]},
                 {"field": "AlertContext", "operator": "Contains", "values": ["contoso"]},
@@ -133,6 +138,7 @@ def test_a_weekly_silence_keeps_berlin_hours_with_a_windows_time_zone(arm, rules
                          "startTime": "02:00:00", "endTime": "04:00:00"}],
     }
     assert props["conditions"] == [
+        FIRED_ONLY,
         {"field": "AlertContext", "operator": "Contains", "values": ["sap"]},
         {"field": "AlertContext", "operator": "DoesNotContain", "values": ["-dlq"]},
     ]
@@ -179,7 +185,8 @@ def test_a_server_error_surfaces_as_an_exception_with_arms_error(arm, rules, sta
 def test_severity_contains_becomes_the_severities_that_contain_the_text():
     quiet = silence({"matchers": [{"label": "severity", "operator": "Contains", "value": "1"}],
                      "endsAt": "2025-03-21T00:00:00Z"})
-    [condition] = rule_body(quiet, ["/s"], PREFIX)["properties"]["conditions"]
+    [fired, condition] = rule_body(quiet, ["/s"], PREFIX)["properties"]["conditions"]
+    assert fired == FIRED_ONLY
     assert condition == {"field": "Severity", "operator": "Equals", "values": ["Sev1"]}
 
 
@@ -327,7 +334,7 @@ def test_the_api_mirrors_a_silence_in_azure_and_removes_it_when_expired(arm, rul
     refusing leaves the relay's silence in place and says so in the answer."""
     from fastapi.testclient import TestClient
 
-    from integration_monitoring.admin import LocalBackend
+    from integration_monitoring.admin import Access, LocalBackend
     from integration_monitoring.alerts import SqliteOutbox
     from integration_monitoring.alerts._delivery import Deliverer
     from integration_monitoring.app import create_app
@@ -357,5 +364,18 @@ def test_the_api_mirrors_a_silence_in_azure_and_removes_it_when_expired(arm, rul
         assert refused.status_code == 201 and "processingRuleError" in refused.json()
         assert sorted(s["state"] for s in client.get("/api/admin/silences").json()[
             "silences"]) == ["active", "expired"]
+    # a reader's silence is the relay's alone: Azure would match its tenant as any text
+    reader = create_app(backend=LocalBackend(store), deliverer_factory=lambda: deliverer,
+                        access=Access("entra"), restatements=False)
+    claims = [{"typ": "roles", "val": "Monitoring.Reader"}, {"typ": "tenants", "val": "t1"}]
+    header = base64.b64encode(json.dumps({"claims": claims}).encode()).decode()
+    before = dict(arm.rules)
+    with TestClient(reader) as client:
+        mine = {**body, "matchers": [{"label": "tenantId", "values": ["t1"]}]}
+        made = client.post("/api/admin/silences", json=mine,
+                           headers={"x-ms-client-principal": header})
+        assert made.status_code == 201, made.text
+        assert "processingRule" not in made.json()
+    assert arm.rules == before
     store.close()
     deliverer.close()

@@ -328,6 +328,12 @@ def route(data, name):
 
 
 BAD_FILES = [
+    ("a standard name for another channel",
+     lambda d: d["receivers"][1].update(webhookSetting="SLACK_WEBHOOK_URL_OPS"),
+     r"receiver 'slack': the name 'slack' is the standard slack channel"),
+    ("a reserved name", lambda d: d["receivers"].append(
+        {"name": "claims", "type": "slack", "webhookSetting": "SLACK_WEBHOOK_URL_X"}),
+     r"receiver 'claims': the name is reserved"),
     ("unknown receiver", lambda d: route(d, "payments")["receivers"].append("slack-billing"),
      r"route 'payments': receivers names receiver 'slack-billing', which is not declared"),
     ("duplicate route", lambda d: d["routes"].insert(1, copy.deepcopy(d["routes"][1])),

@@ -478,7 +478,10 @@ def test_secure_parameters_have_no_secret_default_and_reach_no_output(bicep):
                 continue
             secure.add(name)
             if any(c.type == "=" for c in param.children):
-                assert string_value(param.named_children[-1]) == "", f"{path.name}: {name}"
+                default = param.named_children[-1]
+                empty = string_value(default) == "" or (
+                    default.type == "object" and not default.named_children)
+                assert empty, f"{path.name}: {name}"
         for name, value in outputs(root).items():
             used = {text(n) for n in walk(value) if n.type == "identifier"}
             assert not used & secure, f"{path.name}: output {name} uses a secret"

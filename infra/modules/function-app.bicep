@@ -108,6 +108,10 @@ param alertRuleNamePrefix string = ''
 @description('ALERT_ROUTES_FILE: path of a routes file inside the deployed package; empty uses the shipped integration_monitoring/alerts/routes.json. Each receiver it names reads its secret from a SLACK_WEBHOOK_URL_* or PAGERDUTY_ROUTING_KEY_* app setting set beside these.')
 param alertRoutesFile string = ''
 
+@description('The secrets of the receivers the routes file adds, by app setting name (SLACK_WEBHOOK_URL_<NAME>, PAGERDUTY_ROUTING_KEY_<NAME>).')
+@secure()
+param alertReceiverSecrets object = {}
+
 @description('RUNBOOK_BASE_URL: base address that serves docs/runbooks/<id>.md, for alert messages; empty: the app itself (WEBSITE_HOSTNAME).')
 param runbookBaseUrl string = ''
 
@@ -227,7 +231,8 @@ var authSettings = enableAuth && !empty(authClientSecret) ? {
   MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: authClientSecret // = authSecretSetting
 } : {}
 
-var appSettings = union(codeSettings, hostSettings, ingestionSettings, authSettings)
+var appSettings = union(codeSettings, hostSettings, ingestionSettings, authSettings,
+  alertReceiverSecrets)
 
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   name: planName

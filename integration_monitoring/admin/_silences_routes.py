@@ -27,10 +27,12 @@ from ..alerts import (
     describe_routes,
 )
 from ..http import error_response
+from ..telemetry import get_logger
 from ._access import AccessDenied
 from ._routes import ERRORS, Caller, _json_body
 
 PATH = "/api/admin/silences"
+log = get_logger("admin-api")
 _ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _UNAVAILABLE = {"model": None, "description": "the relay's store cannot be reached"}
 
@@ -160,7 +162,8 @@ async def _guarded(work: Callable[[], Any]) -> Any:
         return error_response(400, "invalid_silence", str(error), error.field)
     except NotYours as error:
         raise AccessDenied(403, "outside_tenants", str(error), "matchers") from None
-    except Exception as error:  # the outbox's store is down: nothing was changed
+    except Exception as error:  # the outbox's store is down
+        log.error("alert.silences_unavailable", error=f"{type(error).__name__}: {error}")
         return error_response(503, "silences_unavailable",
                               f"the relay's store could not be reached: "
                               f"{type(error).__name__}", headers={"Retry-After": "30"})

@@ -82,6 +82,9 @@ from ._silences import Silence, labels_of, silencing
 FLAT_DIMENSIONS = ("adapterType", "queue")
 #: Receiver types the Azure action group sends itself: the relay records them, sends nothing.
 ACTION_GROUP_TYPES = frozenset({"email"})
+#: A held notice is looked at again at least this often, so that a silence expired while it
+#: was being held (by another instance, between its read and its write) lets it go soon.
+HOLD_RECHECK = dt.timedelta(minutes=5)
 
 log = get_logger("alert-relay")
 
@@ -295,11 +298,13 @@ class Deliverer:
         """Every silence kept (none without an outbox); raises when the store cannot say."""
         return [] if self.outbox is None else self.outbox.silences()
 
-    def _silence_for(self, notice: AlertNotice, where: dict[str, Any]) -> Silence | None:
-        if not notice.fired or self.outbox is None:
+    def _silence_for(self, notice: AlertNotice, where: dict[str, Any],
+                     at: dt.datetime | None = None) -> Silence | None:
+        """The silence holding this notice at `at` (default now)."""
+        if self.outbox is None:
             return None
         try:
-            return silencing(self.outbox.silences(), labels_of(notice), self.now())
+            return silencing(self.outbox.silences(), labels_of(notice), at or self.now())
         except Exception as exc:  # unknown silences: notifying beats staying quiet
             self._event("warn", "alert.outbox_failed", notice, where,
                         error=f"{type(exc).__name__}: {exc}",
@@ -314,8 +319,13 @@ class Deliverer:
         # Azure Monitor retries webhooks, so a Fired may come after its Resolved: the alert
         # stays resolved (recorded, not delivered), whichever instance took the Resolved.
         late = notice.fired and self._claimed(where, "notice", notice.alert_id, "Resolved")
-        silence = None if late else self._silence_for(notice, where)
-        report.silenced_by = silence.id if silence else None
+        silence = None if late or not notice.fired else self._silence_for(notice, where)
+        # A Resolved whose Fired never reached the relay, fired while a silence held it: the
+        # silence's processing rule stopped that Fired in Azure, so no one heard of the alert.
+        unheard = None if notice.fired or self._claimed(
+            where, "notice", notice.alert_id, "Fired") else self._silence_for(
+                notice, where, notice.fired_at)
+        report.silenced_by = silence.id if silence else unheard.id if unheard else None
         chosen = select(self.routes, labels_of(notice), rule.channels)
         report.route = chosen.route
         names = [receiver.name for receiver in chosen.receivers]
@@ -346,7 +356,7 @@ class Deliverer:
                 report.outcomes[name] = ChannelOutcome(name, "duplicate")
                 self._event("info", "alert.duplicate_dropped", notice, where, channel=name)
                 continue
-            held = self._hold(channel, notice, rule, where, silence)
+            held = self._hold(channel, notice, rule, where, silence, unheard)
             if held is not None:
                 report.outcomes[name] = held
                 continue
@@ -377,17 +387,24 @@ class Deliverer:
         return send
 
     def _hold(self, channel: Channel, notice: AlertNotice, rule: AlertRule,
-              where: dict[str, Any], silence: Silence | None) -> ChannelOutcome | None:
+              where: dict[str, Any], silence: Silence | None,
+              unheard: Silence | None) -> ChannelOutcome | None:
         """Keep a silenced Fired in the outbox until its silence ends; drop a Resolved whose
-        Fired is held there. None: send as usual."""
+        Fired is held there, or never came. None: send as usual."""
         name = channel.name
+        if unheard is not None:
+            self._event("info", "alert.delivery_silenced", notice, where, channel=name,
+                        silence_id=unheard.id,
+                        reason="its Fired was held back by the silence and never sent")
+            return ChannelOutcome(name, "silenced")
         if silence is not None:
             try:
                 now = self.now()
                 window = silence.window(now)
+                due = min(window[1], now + HOLD_RECHECK) if window else now
                 self.outbox.add(replace(  # type: ignore[union-attr]
-                    self._pending(notice, name, channel.body(notice, rule), where, now,
-                                  window[1] if window else now, attempts=0),
+                    self._pending(notice, name, channel.body(notice, rule), where, now, due,
+                                  attempts=0),
                     held_by=silence.id))
             except Exception as exc:  # cannot hold it: sending beats losing it
                 self._event("warn", "alert.outbox_failed", notice, where, channel=name,
@@ -402,13 +419,12 @@ class Deliverer:
         try:
             held = [e for e in self.outbox.pending(notice.alert_id, name)
                     if e.held_by and e.condition == "Fired"]
-            for entry in held:
-                self.outbox.remove(entry)
+            removed = all([self.outbox.remove(entry) for entry in held])
         except Exception as exc:
             self._event("warn", "alert.outbox_failed", notice, where, channel=name,
                         error=f"{type(exc).__name__}: {exc}")
             return None
-        if not held:
+        if not held or not removed:  # released meanwhile: this Resolved follows its Fired
             return None
         self._event("info", "alert.delivery_silenced", notice, where, channel=name,
                     silence_id=held[0].held_by,

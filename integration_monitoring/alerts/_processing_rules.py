@@ -242,7 +242,11 @@ def rule_body(silence: Silence, scopes: list[str], rule_prefix: str) -> dict[str
         "location": "Global",  # as every example in the spec: the rules are not regional
         "properties": {
             "scopes": list(scopes),
-            "conditions": [c for m in silence.matchers for c in _conditions(m, rule_prefix)],
+            # Fired only: a Resolved still reaches the relay, which sends it where its Fired
+            # was sent (before the silence) and drops it where the Fired was held back.
+            "conditions": [{"field": "MonitorCondition", "operator": "Equals",
+                            "values": ["Fired"]},
+                           *(c for m in silence.matchers for c in _conditions(m, rule_prefix))],
             "schedule": _schedule(silence),
             "actions": [{"actionType": "RemoveAllActionGroups"}],
             "description": f"Silence {silence.id} by {silence.created_by or 'unknown'}: "

@@ -32,12 +32,16 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from ..telemetry import Telemetry, current, get_logger
-from ._delivery import Deliverer
+from ._delivery import HOLD_RECHECK, Deliverer
 from ._outbox import CONDITION_ORDER, Outbox, PendingDelivery, RedeliveryPolicy
 from ._payload import notice_from_record
 from ._routing import Group, generic_rule, group_message
 from ._rules import rule_by_id
 from ._silences import Silence, silencing
+
+#: How long a run holds an entry it is sending; one request is far shorter (the claim is
+#: released when it is done, and runs out by itself if the run dies).
+LEASE = dt.timedelta(minutes=2)
 
 
 @dataclass
@@ -88,27 +92,38 @@ class Redeliverer:
         silences: list[Silence] | None = None
         groups_sent: set[tuple[str, str]] = set()
         for entry in due:
-            if entry.held_by:
-                if silences is None:
-                    try:
-                        silences = self.outbox.silences()
-                    except Exception as exc:  # try again next run rather than guess
-                        result.errors.append(f"silences: {type(exc).__name__}: {exc}")
-                        break
-                if self._still_held(entry, silences, now, result):
-                    continue
             if self._clock() >= stop_at:
                 break
+            if entry.held_by and silences is None:
+                try:
+                    silences = self.outbox.silences()
+                except Exception as exc:  # try again next run rather than guess
+                    result.errors.append(f"silences: {type(exc).__name__}: {exc}")
+                    break
             if entry.channel in down:
                 result.waiting += 1
                 continue
+            members = [entry]
             if entry.group:
                 if (entry.channel, entry.group) in groups_sent:
                     continue
                 groups_sent.add((entry.channel, entry.group))
                 members = [e for e in due if (e.channel, e.group) == (entry.channel,
                                                                       entry.group)]
+            # Another run (another instance's timer, or an expired silence's release) may be
+            # at the same entry: whoever claims it sends it, once.
+            lease = f"sending|{entry.channel}|{entry.group or entry.key}"
             try:
+                if not self.outbox.claim(lease, now, now + LEASE):
+                    result.waiting += 1
+                    continue
+            except Exception as exc:
+                result.errors.append(f"{entry.channel} {entry.alert_id}: "
+                                     f"{type(exc).__name__}: {exc}")
+                continue
+            try:
+                if entry.held_by and self._still_held(entry, silences or [], now, result):
+                    continue
                 if entry.group:
                     self._group(members, now, result, down)
                     continue
@@ -117,6 +132,11 @@ class Redeliverer:
                 error = f"{type(exc).__name__}: {exc}"
                 result.errors.append(f"{entry.channel} {entry.alert_id}: {error}")
                 self.deliverer.entry_event("error", "alert.outbox_failed", entry, error=error)
+            finally:
+                try:
+                    self.outbox.release(lease)
+                except Exception:  # it runs out by itself
+                    pass
         try:  # the relay's claims that ran out (a day after their notice)
             self.outbox.purge(now)
         except Exception as exc:
@@ -136,7 +156,7 @@ class Redeliverer:
         if silence is not None:
             window = silence.window(now)
             entry.held_by = silence.id
-            entry.next_attempt_at = window[1] if window else now
+            entry.next_attempt_at = min(window[1], now + HOLD_RECHECK) if window else now
             self.outbox.save(entry)
             result.waiting += 1
             return True

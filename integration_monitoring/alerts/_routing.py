@@ -231,11 +231,24 @@ def parse_routes(data: Any, source: str = "") -> RouteTable:
     return RouteTable(receivers, tuple(routes), source)
 
 
+#: The channels the relay always has, by name: a receiver may carry one of these names only
+#: as that very channel (the relay keeps the standard one under the name).
+_STANDARD = {"slack": ("slack", "SLACK_WEBHOOK_URL"),
+             "pagerduty": ("pagerduty", "PAGERDUTY_ROUTING_KEY")}
+#: Table Storage partitions the outbox keeps for itself; entries are partitioned by receiver.
+_RESERVED = ("claims", "silences")
+
+
 def _receiver(entry: Any) -> Receiver:
     if not isinstance(entry, dict):
         raise RoutingError("each receiver must be an object with name and type")
     name = _name(entry, "receiver")
     what = f"receiver {name!r}"
+    if name in _RESERVED:
+        raise RoutingError(f"{what}: the name is reserved for the relay's own records")
+    if name == "email" and entry.get("type") != "email":
+        raise RoutingError(f"{what}: the name 'email' is the action group's e-mail; give "
+                           "this receiver another name")
     kind = entry.get("type")
     if kind not in SETTING_FIELDS:
         raise RoutingError(f"{what}: type must be one of {', '.join(SETTING_FIELDS)}, "
@@ -250,6 +263,10 @@ def _receiver(entry: Any) -> Receiver:
         raise RoutingError(f"{what}: {key} must name the setting that holds the secret, "
                            f"{base} or {base}_<NAME> (upper-case letters, digits, _), not "
                            f"{setting!r}")
+    standard = _STANDARD.get(name)
+    if standard is not None and standard != (kind, setting):
+        raise RoutingError(f"{what}: the name {name!r} is the standard {standard[0]} channel "
+                           f"with {standard[1]}; give this receiver another name")
     return Receiver(name, kind, setting)
 
 

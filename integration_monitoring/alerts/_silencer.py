@@ -8,7 +8,7 @@ store (the outbox's), is an audit event, and in Azure is mirrored by an alert pr
 
 `tenants` is the caller's: None for an admin, else the tenants a reader may act on. A reader's
 silence must name only their tenants (an Equals matcher on tenantId), and a reader sees and
-ends only such silences.
+ends only such silences. Only an admin's silences become alert processing rules in Azure.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ class Silencer:
         if saved is None:  # a fresh uuid taken: only a broken store says so
             raise RuntimeError(f"silence {silence.id} exists already")
         self._event("alert.silence_created", saved, by=by, **_what(saved))
-        azure = self._mirror(saved)
+        # Azure matches dimensions as text anywhere in the alert ("tenant-1" holds tenant-10
+        # too, whatever the rule), so only an admin's silence is mirrored there: a reader's,
+        # or the app's for a paused integration, is held by the relay alone.
+        azure = self._mirror(saved) if tenants is None and source == "user" else {}
         return {**self._describe(saved, now, {}), **azure}
 
     def listed(self, *, tenants: Iterable[str] | None,

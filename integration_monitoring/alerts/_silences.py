@@ -330,6 +330,8 @@ def _moment(body: Mapping[str, Any], name: str) -> dt.datetime:
         raise SilenceError(name, f"{name} is not an ISO 8601 date-time: {text!r}") from None
     if moment.tzinfo is None:
         raise SilenceError(name, f"{name} needs a UTC offset or Z: {text!r}")
+    if not 2000 <= moment.year <= 2200:  # and clear of datetime's own ends
+        raise SilenceError(name, f"{name} must fall between the years 2000 and 2200")
     return moment.astimezone(dt.UTC).replace(microsecond=0)
 
 
