@@ -87,6 +87,7 @@ class Silencer:
                 return None  # a reader does not learn of other tenants' silences
             now = self.deliverer.now()
             if found.state(now) == "expired":
+                self._release(found, now)  # again: an earlier release may have failed
                 return self._describe(found, now, {})
             saved = self._outbox.save_silence(found.expire(now))
             if saved is None:
@@ -100,12 +101,18 @@ class Silencer:
     # -- around the store -------------------------------------------------------------------
 
     def _release(self, silence: Silence, now: dt.datetime) -> None:
-        """Bring its held entries due now and run the redelivery over them."""
-        for entry in self._outbox.entries():
-            if entry.held_by == silence.id and entry.next_attempt_at > now:
-                entry.next_attempt_at = now
-                self._outbox.save(entry)
-        Redeliverer(self.deliverer).run(now)
+        """Bring its held entries due now and run the redelivery over them. A failure here
+        changes nothing for good: the timer looks at held entries every few minutes."""
+        try:
+            for entry in self._outbox.entries():
+                if entry.held_by == silence.id and entry.next_attempt_at > now:
+                    entry.next_attempt_at = now
+                    self._outbox.save(entry)
+            Redeliverer(self.deliverer).run(now)
+        except Exception as exc:
+            self._event("alert.outbox_failed", silence, level="warn",
+                        error=f"{type(exc).__name__}: {exc}",
+                        reason="could not release what the silence held; the timer will")
 
     def _mirror(self, silence: Silence) -> dict[str, Any]:
         if self.processing_rules is None:
