@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
@@ -140,3 +142,12 @@ def ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+def principal(*roles: str, tenants: str | None = None, name: str = "ops@example.com") -> str:
+    """An X-MS-CLIENT-PRINCIPAL header value, as App Service authentication sends it."""
+    claims = [{"typ": "name", "val": name}, *({"typ": "roles", "val": r} for r in roles)]
+    if tenants is not None:
+        claims.append({"typ": "tenants", "val": tenants})
+    body = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
+    return base64.b64encode(json.dumps(body).encode()).decode()

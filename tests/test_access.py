@@ -28,6 +28,7 @@ from .helpers import (
     http_get,
     http_post,
     http_stream,
+    principal,
     project_env,
     serve_app,
 )
@@ -38,14 +39,6 @@ UNTIL = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
 ENDPOINTS = ["integrations/stats", "integrations/health", "integrations/sync-activity",
              "integrations/errors", "integrations/performance", "alerts"]
 TENANT_B = ("tenant-b", "int-b1", "boom-in-b", "alert-b")
-
-
-def principal(*roles: str, tenants: str | None = None, name: str = "ops@example.com") -> str:
-    claims = [{"typ": "name", "val": name}, *({"typ": "roles", "val": r} for r in roles)]
-    if tenants is not None:
-        claims.append({"typ": "tenants", "val": tenants})
-    body = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
-    return base64.b64encode(json.dumps(body).encode()).decode()
 
 
 ADMIN = {"x-ms-client-principal": principal("Monitoring.Admin")}

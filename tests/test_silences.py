@@ -8,7 +8,6 @@ API a real FastAPI app with Entra-style principals; the clock is the test's.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from typing import Any
@@ -23,6 +22,8 @@ from integration_monitoring.alerts._payload import build_log_alert
 from integration_monitoring.alerts._rules import rule_by_id
 from integration_monitoring.alerts._silences import Matcher, silencing
 from integration_monitoring.app import create_app
+
+from .helpers import principal
 
 SECRET = "relay-secret-for-tests"
 ROUTING_KEY = "0123456789abcdef0123456789abcdef"
@@ -313,14 +314,6 @@ def test_a_notice_under_a_silence_whose_store_fails_is_delivered(relay_world, mo
 
 
 # -- the API ----------------------------------------------------------------------------------
-
-
-def principal(*roles: str, tenants: str | None = None, name: str = "ops@example.com") -> str:
-    claims = [{"typ": "name", "val": name}, *({"typ": "roles", "val": r} for r in roles)]
-    if tenants is not None:
-        claims.append({"typ": "tenants", "val": tenants})
-    body = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
-    return base64.b64encode(json.dumps(body).encode()).decode()
 
 
 ADMIN = {"x-ms-client-principal": principal("Monitoring.Admin")}
