@@ -151,3 +151,20 @@ def principal(*roles: str, tenants: str | None = None, name: str = "ops@example.
         claims.append({"typ": "tenants", "val": tenants})
     body = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
     return base64.b64encode(json.dumps(body).encode()).decode()
+
+
+def store_telemetry(store) -> tuple:
+    """A Telemetry whose events go straight into `store` (one write per event, so a test
+    reads them back at once), and its log provider to shut down."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from integration_monitoring import Telemetry
+    from integration_monitoring.store import StoreLogExporter
+
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(StoreLogExporter(store)))
+    return Telemetry(logger_provider=provider, meter_provider=MeterProvider(),
+                     tracer_provider=TracerProvider(), stdout=False), provider

@@ -16,12 +16,7 @@ import time
 import jsonschema
 import pytest
 import uvicorn
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
 
-from integration_monitoring import Telemetry
 from integration_monitoring.admin import LocalBackend
 from integration_monitoring.alerts import (
     Evaluator,
@@ -32,10 +27,9 @@ from integration_monitoring.alerts import (
 )
 from integration_monitoring.alerts._delivery import Deliverer
 from integration_monitoring.app import create_app
-from integration_monitoring.store import StoreLogExporter
 from integration_monitoring.telemetry import use
 
-from .helpers import free_port, http_get, http_post
+from .helpers import free_port, http_get, http_post, store_telemetry
 from .loopback.capture import CaptureServer
 
 NOW_NS = 1_790_000_000 * 10**9
@@ -49,10 +43,7 @@ def world(tmp_path_factory, demo_store):
     own events land in the same store, its outbox, and loopback Slack and PagerDuty."""
     folder = tmp_path_factory.mktemp("e2e")
     store = demo_store(hours=2, now=END, seed=7, tenants=8, integrations=48)
-    provider = LoggerProvider()
-    provider.add_log_record_processor(SimpleLogRecordProcessor(StoreLogExporter(store)))
-    telemetry = Telemetry(logger_provider=provider, meter_provider=MeterProvider(),
-                          tracer_provider=TracerProvider(), stdout=False)
+    telemetry, provider = store_telemetry(store)
     events: list[dict] = []
     telemetry.add_listener(events.append)
     previous = use(telemetry)

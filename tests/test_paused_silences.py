@@ -7,12 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
 
-from integration_monitoring import Telemetry, integration_status_changed
+from integration_monitoring import integration_status_changed
 from integration_monitoring.admin import (
     AdminService,
     Answer,
@@ -25,16 +21,15 @@ from integration_monitoring.alerts import Silencer, SqliteOutbox
 from integration_monitoring.alerts._delivery import Deliverer
 from integration_monitoring.alerts._payload import build_log_alert, parse_alert
 from integration_monitoring.alerts._rules import rule_by_id
-from integration_monitoring.store import StoreLogExporter, TelemetryStore
+from integration_monitoring.store import TelemetryStore
+
+from .helpers import store_telemetry
 
 
 @pytest.fixture
 def world(tmp_path, slack, pagerduty, captured):
     store = TelemetryStore(tmp_path / "telemetry.duckdb")
-    provider = LoggerProvider()
-    provider.add_log_record_processor(SimpleLogRecordProcessor(StoreLogExporter(store)))
-    platform = Telemetry(logger_provider=provider, meter_provider=MeterProvider(),
-                         tracer_provider=TracerProvider(), stdout=False)
+    platform, provider = store_telemetry(store)
     deliverer = Deliverer(slack_webhook_url=slack.url, pagerduty_routing_key="r" * 32,
                           pagerduty_events_url=pagerduty.url, backoff_base=0.01,
                           max_attempts=1, outbox=SqliteOutbox(tmp_path / "outbox.sqlite3"))

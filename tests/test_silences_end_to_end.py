@@ -11,25 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-import time
 
 import pytest
-import uvicorn
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
 
-from integration_monitoring import Telemetry
 from integration_monitoring.admin import LocalBackend
 from integration_monitoring.alerts import Evaluator, RelayPoster, SqliteOutbox, rule_by_id
 from integration_monitoring.alerts._delivery import Deliverer
 from integration_monitoring.app import create_app
-from integration_monitoring.store import StoreLogExporter
 from integration_monitoring.telemetry import use
 
-from .helpers import free_port, http_get, http_post
+from .helpers import http_get, http_post, serve_app, store_telemetry
 from .loopback.capture import CaptureServer
 
 NOW_NS = 1_790_000_000 * 10**9
@@ -42,32 +33,21 @@ RULE = "high-sync-failure-rate"
 def world(tmp_path_factory, demo_store):
     folder = tmp_path_factory.mktemp("silenced")
     store = demo_store(hours=2, now=END, seed=7, tenants=8, integrations=48)
-    provider = LoggerProvider()
-    provider.add_log_record_processor(SimpleLogRecordProcessor(StoreLogExporter(store)))
-    telemetry = Telemetry(logger_provider=provider, meter_provider=MeterProvider(),
-                          tracer_provider=TracerProvider(), stdout=False)
+    telemetry, provider = store_telemetry(store)
     previous = use(telemetry)
-    with CaptureServer() as slack, CaptureServer(202, {"status": "success"}) as pagerduty:
+    with CaptureServer() as slack, CaptureServer(202, {"status": "success"}) as pagerduty, \
+            pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALERT_RELAY_SECRET", SECRET)
+        patch.delenv("ADMIN_API_TOKEN", raising=False)
         deliverer = Deliverer(slack_webhook_url=slack.url, pagerduty_routing_key="r" * 32,
                               pagerduty_events_url=pagerduty.url, backoff_base=0.01,
                               backoff_cap=0.05, max_attempts=2, budget=3.0,
                               outbox=SqliteOutbox(folder / "alert-outbox.sqlite3"))
         app = create_app(backend=LocalBackend(store), deliverer_factory=lambda: deliverer,
                          restatements=False)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                               log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("ALERT_RELAY_SECRET", SECRET)
-            patch.delenv("ADMIN_API_TOKEN", raising=False)
-            thread.start()
-            while not server.started:
-                time.sleep(0.05)
-            yield {"store": store, "slack": slack, "pagerduty": pagerduty,
-                   "url": f"http://127.0.0.1:{port}", "deliverer": deliverer}
-            server.should_exit = True
-            thread.join(10)
+        with serve_app(app) as url:
+            yield {"store": store, "slack": slack, "pagerduty": pagerduty, "url": url,
+                   "deliverer": deliverer}
         deliverer.close()
     use(previous)
     provider.shutdown()
