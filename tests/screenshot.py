@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import tempfile
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import sync_playwright
 
 from .helpers import Server
@@ -29,6 +31,14 @@ def main(out: str) -> int:
             Server(Path(tmp), "--hours", "24") as server, sync_playwright() as playwright:
         server.wait_for(lambda s: s.get("/api/health").json()["host"]["demo"] == "live",
                         timeout=180)
+        # An announced maintenance, so the picture shows the silences too.
+        ends = dt.datetime.now(dt.UTC) + dt.timedelta(days=90)
+        httpx.post(server.url + "/api/admin/silences", json={
+            "matchers": [{"label": "adapterType", "values": ["zendesk"]}],
+            "endsAt": ends.isoformat(), "timeZone": "Europe/Berlin",
+            "weekly": {"days": ["Saturday"], "startTime": "02:00", "endTime": "04:00"},
+            "comment": "Zendesk's weekly maintenance window", "createdBy": "ops@example.com"},
+            timeout=10).raise_for_status()
         browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1440, "height": 900}, color_scheme="light")
         page.goto(server.url + "/dashboard")

@@ -459,7 +459,9 @@ def describe(table: RouteTable, env: Mapping[str, str]) -> dict[str, Any]:
     """The routing as the dashboard shows it: routes in order, receivers with their type and
     whether their setting is set, and the settings that are not. No secret value."""
     receivers = [r.record(env) for r in table.receivers.values()]
-    return {"file": table.source, "receivers": receivers,
+    shipped = table.source == str(ROUTES_FILE)  # the server's own path says nothing to a reader
+    return {"file": "the shipped routes.json" if shipped else table.source,
+            "receivers": receivers,
             "routes": [r.record() for r in table.routes],
             "unsetSettings": sorted({r["setting"] for r in receivers
                                      if r["settingSet"] is False})}
