@@ -42,7 +42,7 @@ def silence(body: dict[str, Any], now: dt.datetime = NOW) -> Silence:
                          created_by="ops@example.com", now=now)
 
 
-ONE_OFF = {"matchers": [{"label": "ruleId", "value": "queue-backlog"},
+ONE_OFF = {"matchers": [{"label": "ruleId", "value": "service-bus-queue-backlog"},
                         {"label": "tenantId", "values": ["contoso"]},
                         {"label": "severity", "operator": "NotEquals", "value": "Sev0"}],
            "startsAt": "2025-03-20T10:00:00Z", "endsAt": "2025-03-20T14:30:00Z"}
@@ -107,7 +107,7 @@ def test_a_one_off_silence_becomes_a_rule_that_removes_the_action_groups(arm, ru
             "conditions": [
                 FIRED_ONLY,
                 {"field": "AlertRuleName", "operator": "Equals",
-                 "values": ["intmon-prod-queue-backlog"]},
+                 "values": ["intmon-prod-service-bus-queue-backlog"]},
                 {"field": "AlertContext", "operator": "Contains", "values": ["contoso"]},
                 {"field": "Severity", "operator": "NotEquals", "values": ["Sev0"]},
             ],
@@ -216,9 +216,15 @@ def test_a_zone_without_its_own_windows_name_gets_one_with_the_same_offsets():
 
 
 def test_rule_names_in_conditions_are_the_bicep_alert_rule_names():
-    """ruleId Equals becomes the alert rule's resource name, which the Bicep module derives."""
+    """ruleId Equals becomes the alert rule's resource name, which the Bicep module derives;
+    a rule that is not ours (made in the portal) keeps its own name."""
     bicep = (ROOT / "infra" / "modules" / "alert-rules.bicep").read_text()
     assert re.search(r"name: '\$\{namePrefix\}-\$\{rule\.id\}'", bicep)
+    both = silence({"matchers": [{"label": "ruleId",
+                                  "values": ["integration-stale", "Made in the portal"]}],
+                    "endsAt": "2025-03-21T00:00:00Z"})
+    [_, names] = rule_body(both, ["/s"], PREFIX)["properties"]["conditions"]
+    assert names["values"] == ["intmon-prod-integration-stale", "Made in the portal"]
 
 
 # -- settings ---------------------------------------------------------------------------------

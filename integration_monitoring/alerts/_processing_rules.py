@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ._rules import rule_by_id
 from ._silences import DAYS, Matcher, Silence
 
 API_VERSION = "2021-08-08"
@@ -261,7 +262,9 @@ def _conditions(matcher: Matcher, rule_prefix: str) -> list[dict[str, Any]]:
     if matcher.label == "ruleId":
         field = "AlertRuleName"
         if operator in ("Equals", "NotEquals"):
-            values = [f"{rule_prefix}-{v}" for v in values]
+            # our rules are named "<prefix>-<id>" in Azure; a portal or platform rule is
+            # known to the relay by its own name
+            values = [f"{rule_prefix}-{v}" if rule_by_id(v) else v for v in values]
     elif matcher.label == "severity":
         field = "Severity"
         if operator in ("Contains", "DoesNotContain"):
