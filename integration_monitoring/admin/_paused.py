@@ -91,5 +91,5 @@ def run_paused_silences(now: dt.datetime | None = None) -> PausedRun:
         return silence_paused(service, Silencer(default_deliverer(),
                                                 ProcessingRules.from_env()), now)
     finally:
-        service._pool.shutdown(wait=False)
+        service.close()
         current().flush()

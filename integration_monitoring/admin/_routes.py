@@ -197,11 +197,9 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
                                "alerts; ask a Monitoring.Admin")
         if not _ALERT_ID.fullmatch(alert_id):
             raise FilterError("alert_id", "not an alert id")
-        # A form or text/plain POST from another site needs no preflight: JSON only.
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/json":
-            return error_response(415, "unsupported_media_type",
-                                  "send Content-Type: application/json (the body may be {})")
+        refused = json_only(request, "the body may be {}")
+        if refused is not None:
+            return refused
         body = await _json_body(request)
         try:
             ack = (m.Acknowledgement() if body is None
@@ -223,6 +221,16 @@ def admin_router(service_factory: Callable[[], AdminService]) -> APIRouter:
 
 
 _ALERT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+
+
+def json_only(request: Request, note: str = "") -> JSONResponse | None:
+    """A 415 unless the request says it is JSON: a form or text/plain POST from another site
+    needs no preflight, so a route that changes something takes JSON only."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json":
+        return None
+    return error_response(415, "unsupported_media_type", "send Content-Type: application/json"
+                          + (f" ({note})" if note else ""))
 
 
 async def _json_body(request: Request) -> Any:

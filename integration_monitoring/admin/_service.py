@@ -54,6 +54,10 @@ class AdminService:
         #: retention always, and no question asked to find out.
         self.restatements = Restatements(backend) if restatements else None
 
+    def close(self) -> None:
+        """Let its question threads go (a service made for one job, not the app's)."""
+        self._pool.shutdown(wait=False)
+
     def parse(self, endpoint: str, params: Any, now: dt.datetime | None = None) -> Filters:
         """An endpoint's filters; a window ending now ends on this backend's `until` step,
         and the lifecycle reads back to the latest restatement there is."""

@@ -29,7 +29,7 @@ from ..alerts import (
 from ..http import error_response
 from ..telemetry import get_logger
 from ._access import AccessDenied
-from ._routes import ERRORS, Caller, _json_body
+from ._routes import ERRORS, Caller, _json_body, json_only
 
 PATH = "/api/admin/silences"
 log = get_logger("admin-api")
@@ -88,7 +88,7 @@ def silences_router(silencer: Callable[[], Silencer]) -> APIRouter:
     async def create_silence(request: Request, principal: Caller) -> Any:
         """Silence alerts matching every matcher, from startsAt (default now) to endsAt,
         optionally only within a weekly window. Recorded as `alert.silence_created`."""
-        refused = _json_only(request)
+        refused = json_only(request)
         if refused is not None:
             return refused
         body = await _json_body(request)
@@ -113,7 +113,7 @@ def silences_router(silencer: Callable[[], Silencer]) -> APIRouter:
         """End a silence now (send Content-Type: application/json; the body may be {}).
         What it was holding back, and no other silence holds, is sent at once if the alert
         still fires. Recorded as `alert.silence_expired`."""
-        refused = _json_only(request)
+        refused = json_only(request, "the body may be {}")
         if refused is not None:
             return refused
         if not _ID.fullmatch(silence_id):
@@ -142,15 +142,6 @@ def routes_router(routes: Callable[[], Any]) -> APIRouter:
         return await _guarded(lambda: describe_routes(routes(), os.environ))
 
     return router
-
-
-def _json_only(request: Request) -> JSONResponse | None:
-    # A form or text/plain POST from another site needs no preflight: JSON only.
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/json":
-        return error_response(415, "unsupported_media_type",
-                              "send Content-Type: application/json")
-    return None
 
 
 async def _guarded(work: Callable[[], Any]) -> Any:

@@ -52,7 +52,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -73,7 +72,14 @@ from ._outbox import (
     utc_now,
 )
 from ._payload import AlertNotice, notice_record
-from ._routing import RouteTable, Selection, load_routes, receiver_channels, select
+from ._routing import (
+    RouteTable,
+    Selection,
+    group_text,
+    load_routes,
+    receiver_channels,
+    select,
+)
 from ._rules import AlertRule
 from ._silences import Silence, labels_of, silencing
 
@@ -439,8 +445,7 @@ class Deliverer:
         if self.outbox is None:
             return None
         name = channel.name
-        group = "|".join([chosen.route, *(f"{k}={quote(v, safe='')}"
-                                          for k, v in chosen.group_key or ())])
+        group = group_text(chosen)
         try:
             waiting = [e for e in self.outbox.entries() if e.channel == name]
             if any(e.alert_id == notice.alert_id and e.group != group for e in waiting):

@@ -29,13 +29,13 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from typing import Any
 
 from ..telemetry import Telemetry, current, get_logger
-from ._delivery import HOLD_RECHECK, Deliverer
+from ._delivery import HOLD_RECHECK, ChannelOutcome, Deliverer
 from ._outbox import CONDITION_ORDER, Outbox, PendingDelivery, RedeliveryPolicy
 from ._payload import notice_from_record
-from ._routing import Group, generic_rule, group_message
+from ._routing import generic_rule, group_from_text, group_message
 from ._rules import rule_by_id
 from ._silences import Silence, silencing
 
@@ -174,11 +174,7 @@ class Redeliverer:
     def _one(self, entry: PendingDelivery, now: dt.datetime, result: RedeliveryRun,
              down: set[str]) -> None:
         assert self.outbox is not None
-        deadline = self.policy.deadline(entry)
-        hours = f"{self.policy.bound.total_seconds() / 3600:g} h"
-        if now >= deadline:
-            self._abandon(entry, result, f"not delivered within {hours} of being queued"
-                          + (f"; last error: {entry.last_error}" if entry.last_error else ""))
+        if self._past_bound(entry, now, result):
             return
         if self._behind(entry):
             result.waiting += 1
@@ -201,17 +197,35 @@ class Redeliverer:
                           else f"permanent failure: {outcome.error}")
             return
         down.add(entry.channel)
-        entry.redeliveries += 1
-        wait = max(self.policy.delay(entry.redeliveries + 1),
-                   dt.timedelta(seconds=outcome.retry_after or 0))
-        if now + wait > deadline:
+        self._retry_later(entry, outcome, now, result, entry.redeliveries + 1)
+
+    def _past_bound(self, entry: PendingDelivery, now: dt.datetime,
+                    result: RedeliveryRun) -> bool:
+        """Give the entry up if it was queued longer than the bound ago."""
+        if now < self.policy.deadline(entry):
+            return False
+        hours = f"{self.policy.bound.total_seconds() / 3600:g} h"
+        self._abandon(entry, result, f"not delivered within {hours} of being queued"
+                      + (f"; last error: {entry.last_error}" if entry.last_error else ""))
+        return True
+
+    def _retry_later(self, entry: PendingDelivery, outcome: ChannelOutcome, now: dt.datetime,
+                     result: RedeliveryRun, rounds: int, **extra: Any) -> None:
+        """Schedule redelivery number `rounds` + 1, or give the entry up when that would fall
+        past its bound."""
+        assert self.outbox is not None
+        entry.redeliveries = rounds
+        wait = max(self.policy.delay(rounds + 1), dt.timedelta(seconds=outcome.retry_after or 0))
+        if now + wait > self.policy.deadline(entry):
+            hours = f"{self.policy.bound.total_seconds() / 3600:g} h"
             self._abandon(entry, result, f"gave up after {entry.attempts} attempts in {hours}: "
                           f"{outcome.error}")
             return
+        entry.last_error = outcome.error or ""
         entry.next_attempt_at = now + wait
         self.outbox.save(entry)
         self.deliverer.entry_event("warn", "alert.delivery_retry", entry,
-                                   attempt=entry.attempts, redelivered=True,
+                                   attempt=entry.attempts, redelivered=True, **extra,
                                    delay_seconds=wait.total_seconds(),
                                    next_attempt_at=entry.next_attempt_at, error=outcome.error)
         result.rescheduled += 1
@@ -220,18 +234,11 @@ class Redeliverer:
                result: RedeliveryRun, down: set[str]) -> None:
         """One message for every notice of a group that is due, retried as one."""
         assert self.outbox is not None
-        for entry in [e for e in members if now >= self.policy.deadline(e)]:
-            members.remove(entry)
-            self._abandon(entry, result, f"not delivered within "
-                          f"{self.policy.bound.total_seconds() / 3600:g} h of being queued")
+        members = [e for e in members if not self._past_bound(e, now, result)]
         if not members:
             return
         first = members[0]
-        route, *values = first.group.split("|")
-        key = tuple((k, unquote(v)) for k, _, v in (p.partition("=") for p in values))
-        found = next((r for r in self.deliverer.routes.routes if r.name == route), None)
-        seconds = found.group.wait_seconds if found is not None and found.group else 0
-        group = Group(route, key, (first.channel,), seconds, 0.0, 0.0)
+        group = group_from_text(first.group, self.deliverer.routes, first.channel)
         for entry in sorted(members, key=lambda e: CONDITION_ORDER.get(e.condition, 0)):
             group.add(notice_from_record(entry.notice or {}))
         try:
@@ -254,27 +261,12 @@ class Redeliverer:
             return
         # One schedule for the group, so that a notice that joined it late stays in it.
         rounds = max(e.redeliveries for e in members) + 1
-        wait = max(self.policy.delay(rounds + 1),
-                   dt.timedelta(seconds=outcome.retry_after or 0))
         for entry in members:  # each keeps its own bound and record
             entry.attempts += outcome.attempts
             if outcome.permanent:
                 self._abandon(entry, result, f"permanent failure: {outcome.error}")
                 continue
-            entry.redeliveries = rounds
-            if now + wait > self.policy.deadline(entry):
-                self._abandon(entry, result, f"gave up after {entry.attempts} attempts: "
-                              f"{outcome.error}")
-                continue
-            entry.last_error = outcome.error or ""
-            entry.next_attempt_at = now + wait
-            self.outbox.save(entry)
-            self.deliverer.entry_event("warn", "alert.delivery_retry", entry,
-                                       attempt=entry.attempts, redelivered=True, grouped=True,
-                                       delay_seconds=wait.total_seconds(),
-                                       next_attempt_at=entry.next_attempt_at,
-                                       error=outcome.error)
-            result.rescheduled += 1
+            self._retry_later(entry, outcome, now, result, rounds, grouped=True)
         down.add(first.channel)
 
     def _behind(self, entry: PendingDelivery) -> bool:

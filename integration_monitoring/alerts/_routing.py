@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from ._channels import (
     SEVERITY_NAMES,
@@ -499,6 +500,22 @@ class Group:
 _ALERT_TITLE_MAX = 150
 _ALERT_WHERE_MAX = 500
 _FOOTER_MAX = 1000
+
+
+def group_text(selection: Selection) -> str:
+    """The group a notice waits in, as the outbox keeps it: the route and its group values
+    (each percent-encoded: route names and labels never hold `|` or `=`, values may)."""
+    return "|".join([selection.route, *(f"{k}={quote(v, safe='')}"
+                                        for k, v in selection.group_key or ())])
+
+
+def group_from_text(text: str, table: RouteTable, channel: str) -> Group:
+    """An empty `Group` for `group_text`'s text, on one channel, with its route's wait."""
+    route, *values = text.split("|")
+    key = tuple((k, unquote(v)) for k, _, v in (part.partition("=") for part in values))
+    found = next((r for r in table.routes if r.name == route), None)
+    seconds = found.group.wait_seconds if found is not None and found.group else 0
+    return Group(route, key, (channel,), seconds, 0.0, 0.0)
 
 
 def group_message(group: Group, rule_of: Callable[[AlertNotice], AlertRule],
